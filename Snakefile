@@ -1,0 +1,20 @@
+# orthoreg: regenerate every table and figure of the paper.
+#   snakemake --cores all --resources gpu=4                      the paper grid (config/config.yaml)
+#   snakemake --cores all --configfile config/demo.yaml          the CPU demo on real Fashion-MNIST
+# Logic lives in the `orthoreg` package; these rules only call its CLI.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/robustness.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        report_outputs(),

@@ -1,0 +1,151 @@
+"""Atomic writers for tables (.csv, .md, .tex) and figures (.pdf, .png).
+
+A table carries two views: `data`, the machine-readable long form written to CSV, and `display`, the
+formatted grid a reader sees in Markdown and LaTeX, with `bold` marking the best cells.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+TABLE_SUFFIXES = (".csv", ".md", ".tex")
+FIGURE_SUFFIXES = (".pdf", ".png")
+PNG_DPI = 150
+
+
+@dataclass
+class Table:
+    """One report table: a stable file name, a one-line description, a caption and its two views."""
+
+    name: str
+    description: str
+    caption: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+    bold: pd.DataFrame | None = None
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call write(temporary) on a temporary file in the target folder, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def _cells(table: Table) -> list[list[tuple[str, bool]]]:
+    bold = table.bold
+    if bold is None:
+        bold = pd.DataFrame(False, index=table.display.index, columns=table.display.columns)
+    return [
+        [
+            (str(table.display.iat[row, column]), bool(bold.iat[row, column]))
+            for column in range(table.display.shape[1])
+        ]
+        for row in range(table.display.shape[0])
+    ]
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table with the caption above it; best cells in **bold**."""
+    header = [str(column) for column in table.display.columns]
+    lines = [
+        f"**{table.name}**: {table.caption}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+    ]
+    for row in _cells(table):
+        cells = [f"**{text}**" if bold and text else text for text, bold in row]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    text = "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("×", r"$\times$")
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs table environment with caption and label tab:<name>; best cells in \\textbf."""
+    columns = table.display.shape[1]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(table.caption)}}}",
+        rf"\label{{tab:{table.name}}}",
+        r"\begin{tabular}{" + "l" * columns + "}",
+        r"\toprule",
+        " & ".join(latex_escape(str(column)) for column in table.display.columns) + r" \\",
+        r"\midrule",
+    ]
+    for row in _cells(table):
+        cells = [
+            rf"\textbf{{{latex_escape(text)}}}" if bold and text else latex_escape(text) for text, bold in row
+        ]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: Table, folder: Path) -> list[Path]:
+    """Write <name>.csv, <name>.md and <name>.tex atomically; return the three paths."""
+    folder = Path(folder)
+    buffer = io.StringIO()
+    table.data.to_csv(buffer, index=False, float_format="%.10g")
+    texts = {".csv": buffer.getvalue(), ".md": to_markdown(table), ".tex": to_latex(table)}
+    paths = []
+    for suffix, text in texts.items():
+        path = folder / f"{table.name}{suffix}"
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def save_figure(figure: Figure, folder: Path, name: str) -> list[Path]:
+    """Save a matplotlib Figure as <name>.pdf and <name>.png atomically (no pyplot state involved)."""
+    paths = []
+    for suffix in FIGURE_SUFFIXES:
+        path = Path(folder) / f"{name}{suffix}"
+        fmt = suffix[1:]
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+
+        def render(temporary: Path, fmt: str = fmt, metadata: dict = metadata) -> None:
+            figure.savefig(temporary, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata)
+
+        atomic_write(path, render)
+        paths.append(path)
+    return paths

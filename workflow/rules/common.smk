@@ -1,0 +1,41 @@
+# Config validation and the grid. Everything here delegates to orthoreg.grid.
+from snakemake.utils import min_version, validate
+
+from orthoreg import grid
+
+min_version("8.0")
+
+grid.check_config_keys(config)
+validate(config, "../schemas/config.schema.yaml")
+grid.check_config_names(config)
+
+RESULTS = config["results_dir"]
+DATA = config["data_dir"]
+NAME = config["name"]
+RUNS = grid.all_runs(config)
+MAIN_RUNS = [run.path for run in grid.main_runs(config)]
+ABLATION_RUNS = {param: [run.path for run in grid.ablation_runs(config, param)] for param in grid.ABLATION_PARAMS}
+
+wildcard_constraints:
+    run="(runs|ablations)/.+/seed[0-9]+",
+    dataset="[a-z0-9_]+",
+
+
+def run_files(paths, names):
+    return [f"{RESULTS}/{path}/{name}" for path in paths for name in names]
+
+
+RUN_OUTPUTS = ["run.json", "eval.json", "robustness.json"]
+
+
+def report_outputs():
+    return [f"{RESULTS}/tables/{NAME}", f"{config['figures_dir']}/{NAME}"]
+
+
+def train_resource(name, default):
+    def lookup(wildcards, attempt):
+        model = RUNS[wildcards.run].model
+        table = config.get("resources", {}).get(name, {})
+        return int(table.get(model, table.get("default", default)) * (attempt if name == "runtime" else 1))
+
+    return lookup

@@ -1,0 +1,49 @@
+localrules:
+    expected_runs,
+
+
+rule expected_runs:
+    """The grid as JSON, so the report can list the runs that are missing."""
+    output:
+        f"{RESULTS}/grids/{NAME}.json",
+    params:
+        runs=list(RUNS.values()),
+    run:
+        grid.write_expected(params.runs, RESULTS, output[0])
+
+
+rule report:
+    """Aggregate every run into tables (CSV, Markdown, LaTeX) and figures (PDF, PNG)."""
+    input:
+        expected=f"{RESULTS}/grids/{NAME}.json",
+        runs=run_files(RUNS, RUN_OUTPUTS),
+    output:
+        tables=report(
+            directory(f"{RESULTS}/tables/{NAME}"),
+            patterns=["{table}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+        figures=report(
+            directory(f"{config['figures_dir']}/{NAME}"),
+            patterns=["{figure}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"logs/report/{NAME}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/{NAME}.tsv"
+    shell:
+        "orthoreg report --runs {RESULTS} --tables {output.tables}"
+        " --figures {output.figures} --expected {input.expected} > {log} 2>&1"
+
+
+for param, paths in ABLATION_RUNS.items():
+
+    rule:
+        """One ablation's runs, trained and evaluated: `snakemake ablation_gamma` and so on."""
+        name:
+            f"ablation_{param}"
+        input:
+            run_files(paths, RUN_OUTPUTS),
