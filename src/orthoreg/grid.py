@@ -98,8 +98,11 @@ def check_config_keys(config: Mapping[str, Any]) -> None:
     """Refuse an unknown key, naming it and the allowed ones (run before the schema, whose message for
     an unexpected key does not list the allowed keys)."""
     _check_keys(config, CONFIG_KEYS, "")
-    for section, allowed in (("train", TRAIN_KEYS), ("regularization", REGULARIZATION_KEYS),
-                             ("ablations", ABLATION_KEYS)):
+    for section, allowed in (
+        ("train", TRAIN_KEYS),
+        ("regularization", REGULARIZATION_KEYS),
+        ("ablations", ABLATION_KEYS),
+    ):
         if isinstance(config.get(section), Mapping):
             _check_keys(config[section], allowed, f"{section}.")
 
@@ -202,8 +205,18 @@ def train_arguments(run: Run, config: Mapping[str, Any]) -> list[str]:
     train = {key: value for key, value in train.items() if not (key in ("nesterov", "augment") and value)}
     settings = regularizer_settings(run, config)
     settings = {key: value for key, value in settings.items() if not isinstance(value, bool) or value}
-    args = ["--model", run.model, "--dataset", run.dataset, "--regularizer", run.regularizer,
-            "--seed", str(run.seed), *cli_flags(train), *cli_flags(settings)]
+    args = [
+        "--model",
+        run.model,
+        "--dataset",
+        run.dataset,
+        "--regularizer",
+        run.regularizer,
+        "--seed",
+        str(run.seed),
+        *cli_flags(train),
+        *cli_flags(settings),
+    ]
     if run.ablation is not None:
         param, value = run.ablation
         args += ["--ablation", f"{param}={_format_value(value)}"]
@@ -230,7 +243,9 @@ def expected_records(runs: Iterable[Run], results_dir: str) -> list[dict[str, An
             "model": run.model,
             "regularizer": run.regularizer,
             "seed": run.seed,
-            "ablation": None if run.ablation is None else {"param": run.ablation[0], "value": run.ablation[1]},
+            "ablation": None
+            if run.ablation is None
+            else {"param": run.ablation[0], "value": run.ablation[1]},
             "run_dir": str(Path(results_dir) / run.path),
         }
         for run in runs

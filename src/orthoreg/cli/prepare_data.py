@@ -1,0 +1,22 @@
+"""`orthoreg prepare-data`: fetch and verify a dataset once, before any training job."""
+
+from __future__ import annotations
+
+import argparse
+
+from orthoreg.data import available_datasets, prepare_dataset
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare-data", help="download or copy a dataset, verify its checksums, store it for training"
+    )
+    parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(available_datasets())}")
+    parser.add_argument("--data-dir", default="data", help="root of the prepared datasets (default: data)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    marker = prepare_dataset(args.dataset, args.data_dir)
+    print(f"{args.dataset}: prepared and verified ({marker})")
+    return 0
