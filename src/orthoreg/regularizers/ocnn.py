@@ -1,0 +1,41 @@
+"""OCNN (Wang et al., CVPR 2020): orthogonality of the convolution itself,
+||conv2d(K, K, stride=S, padding=P) - I_r0||_F^2 with P = floor((k-1)/S)*S.
+
+That padding puts the zero-shift product of every filter pair at the centre of the output for any
+stride (the released code's padding=1 for every stride misses it at stride 2). Layers of one shape
+and stride run as one grouped convolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from orthoreg.regularizers.registry import Group, register_regularizer
+
+
+def ocnn_padding(kernel: int, stride: int) -> int:
+    return (kernel - 1) // stride * stride
+
+
+@register_regularizer(
+    "ocnn", "convolutional orthogonality ||conv(K, K, stride S) - I_centre||_F^2", stride=None
+)
+def ocnn(group: Group, stride: int | tuple[int, int] | None) -> torch.Tensor:
+    kernels = group.kernels
+    count, o, i, kh, kw = kernels.shape
+    if stride is None:
+        sh, sw = group.stride
+    else:
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = ocnn_padding(kh, sh), ocnn_padding(kw, sw)
+    inputs = kernels.permute(1, 0, 2, 3, 4).reshape(o, count * i, kh, kw)
+    output = F.conv2d(
+        inputs, kernels.reshape(count * o, i, kh, kw), stride=(sh, sw), padding=(ph, pw), groups=count
+    )
+    rh, rw = output.shape[2], output.shape[3]
+    output = output.reshape(o, count, o, rh, rw).permute(1, 0, 2, 3, 4)
+    target = torch.zeros_like(output)
+    centre = torch.arange(o, device=output.device)
+    target[:, centre, centre, ph // sh, pw // sw] = 1.0
+    return (output - target).square().sum(dim=(1, 2, 3, 4))

@@ -1,0 +1,100 @@
+"""The regulariser registry. A regulariser is a function on a batch of same-shape layers (a `Group`)
+returning one penalty per layer; a new one is one file with `@register_regularizer` and one import
+line in orthoreg/regularizers/__init__.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Group:
+    """Layers of one shape and stride, stacked: `matrices` [g, o, n] are the filters as rows,
+    `kernels` [g, o, i, kh, kw] the convolution weights (linear layers: kh = kw = 1), `state` a dict
+    the penalty may keep between calls (SRIP's power-iteration vectors), or None when stateless."""
+
+    matrices: torch.Tensor
+    kernels: torch.Tensor
+    stride: tuple[int, int] = (1, 1)
+    state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrices.shape[1], self.matrices.shape[2]
+
+
+PenaltyFunction = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RegularizerSpec:
+    name: str
+    description: str
+    function: PenaltyFunction  # function(group, **options) -> Tensor[g]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, RegularizerSpec] = {}
+
+
+def register_regularizer(
+    name: str, description: str, **defaults: Any
+) -> Callable[[PenaltyFunction], PenaltyFunction]:
+    """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts."""
+
+    def decorate(function: PenaltyFunction) -> PenaltyFunction:
+        if name in _REGISTRY and _REGISTRY[name].function is not function:
+            raise ValueError(f"regulariser {name!r} is already registered")
+        _REGISTRY[name] = RegularizerSpec(name, description, function, dict(defaults))
+        return function
+
+    return decorate
+
+
+def available_regularizers() -> dict[str, str]:
+    """Every registered name with its one-line description."""
+    return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
+
+
+def regularizer_options(name: str) -> dict[str, Any]:
+    """The options a regulariser accepts, with their defaults."""
+    return dict(get_spec(name).defaults)
+
+
+def get_spec(name: str) -> RegularizerSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown regulariser {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with `options`, refusing options the regulariser does not take and values
+    outside their range, with the value named."""
+    spec = get_spec(name)
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        accepted = ", ".join(sorted(spec.defaults)) or "none"
+        raise ValueError(
+            f"regulariser {name!r} does not take option(s) {', '.join(unknown)}; accepted: {accepted}"
+        )
+    resolved = {**spec.defaults, **options}
+    if "gamma" in resolved and not resolved["gamma"] >= 0:
+        raise ValueError(f"gamma must be >= 0, got {resolved['gamma']!r}")
+    if "rho" in resolved and not 0 < resolved["rho"] <= 1:
+        raise ValueError(f"rho must be in (0, 1], got {resolved['rho']!r}")
+    if "eps" in resolved and not resolved["eps"] > 0:
+        raise ValueError(f"eps must be > 0, got {resolved['eps']!r}")
+    if resolved.get("iters") is not None and not (
+        isinstance(resolved["iters"], int) and resolved["iters"] >= 1
+    ):
+        raise ValueError(f"iters must be a positive integer, got {resolved['iters']!r}")
+    stride = resolved.get("stride")
+    if stride is not None:
+        strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        if len(strides) != 2 or not all(isinstance(s, int) and s >= 1 for s in strides):
+            raise ValueError(f"stride must be a positive integer or a pair of them, got {stride!r}")
+    return resolved
