@@ -1,0 +1,361 @@
+"""Every penalty against a float64 formula written here, independently of the library; the paper's
+identities; the batched model-level form against the per-layer sum; bad input."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import orthoreg
+from orthoreg.regularizers import relaxation_k, welch_bound
+
+# (name of the case, weight shape, stride): wide, tall, square, 1x1, linear, stride-2
+SHAPES = [
+    ("wide 3x3", (8, 4, 3, 3), 1),
+    ("tall 1x1", (16, 6, 1, 1), 1),
+    ("square", (9, 1, 3, 3), 1),
+    ("1x1 shortcut", (12, 8, 1, 1), 2),
+    ("linear", (10, 7), 1),
+    ("stride-2 3x3", (6, 3, 3, 3), 2),
+]
+
+
+def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
+    """The formulas of the shared PAPER.md, in float64, one loop at a time."""
+    w = weight.to(torch.float64)
+    W = w.reshape(w.shape[0], -1)
+    o, n = W.shape
+    eye_o, eye_n = torch.eye(o, dtype=torch.float64), torch.eye(n, dtype=torch.float64)
+    small = W @ W.T if o <= n else W.T @ W
+    eye_s = torch.eye(small.shape[0], dtype=torch.float64)
+    if name == "none":
+        return W.sum() * 0
+    if name == "fro":
+        return ((W @ W.T - eye_o) ** 2).sum()
+    if name == "so":
+        return ((small - eye_s) ** 2).sum()
+    if name == "dso":
+        return ((W @ W.T - eye_o) ** 2).sum() + ((W.T @ W - eye_n) ** 2).sum()
+    if name == "mc":
+        return (small - eye_s).abs().max()
+    if name == "srip":
+        sigma = torch.linalg.matrix_norm(small - eye_s, ord=2)
+        return sigma**2 if squared else sigma
+    if name == "ocnn":
+        K = w if w.dim() == 4 else w[:, :, None, None]
+        k = K.shape[-1]
+        pad = (k - 1) // stride * stride
+        out = F.conv2d(K, K, stride=stride, padding=pad)
+        target = torch.zeros_like(out)
+        for j in range(o):
+            target[j, j, pad // stride, pad // stride] = 1
+        return ((out - target) ** 2).sum()
+    norms = W.norm(dim=1)
+    diag = ((norms**2 - 1) ** 2).sum()
+    pairs = []
+    for j in range(o):
+        for l in range(j):
+            pairs.append(torch.dot(W[j], W[l]) / (norms[j] * norms[l]))
+    c = torch.stack(pairs) if pairs else torch.zeros(0, dtype=torch.float64)
+    if name == "dn_strict":
+        return diag + gamma * 2 * (c**2).sum()
+    if name == "dn_relaxed":
+        P = lambda m: m * (m - 1) // 2  # noqa: E731
+        k = P(o) - P(n) if o > n else P(o) - P(math.ceil(rho * o))
+        order = c.abs().argsort(descending=True)
+        return diag + gamma * 2 * (c[order[k:]] ** 2).sum()
+    if name == "dn_welch":
+        mu = math.sqrt((o - n) / (n * (o - 1))) if o > n else 0.0
+        return diag + gamma * 2 * (torch.relu(c.abs() - mu) ** 2).sum()
+    raise AssertionError(name)
+
+
+def options_for(name, stride):
+    return {"ocnn": {"stride": stride}, "srip": {"exact": True}}.get(name, {})
+
+
+NAMES = sorted(set(orthoreg.available_regularizers()) - {"none"})
+
+
+def random_weight(shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator) * 0.3
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("case", "shape", "stride"), SHAPES, ids=[s[0] for s in SHAPES])
+def test_value_and_gradient_match_the_float64_formula(name, case, shape, stride):
+    weight = random_weight(shape, seed=len(case)).requires_grad_()
+    value = orthoreg.penalty(name, weight, **options_for(name, stride))
+    value.backward()
+    expected_weight = weight.detach().double().requires_grad_()
+    expected = reference(name, expected_weight, stride)
+    expected.backward()
+    assert value.dim() == 0 and value.dtype == torch.float32
+    torch.testing.assert_close(value.double(), expected.detach(), rtol=2e-4, atol=1e-4)
+    torch.testing.assert_close(weight.grad.double(), expected_weight.grad, rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", ["dn_strict", "dn_welch", "fro", "so", "ocnn"])
+def test_gradcheck_in_float64(name):
+    # the library computes in float32; gradcheck on a tiny layer checks the autograd graph itself
+    weight = random_weight((4, 2, 2, 2), seed=3).double().requires_grad_()
+
+    def function(w):
+        from orthoreg.regularizers.registry import Group, get_spec, resolve_options
+
+        kernels = w.unsqueeze(0)
+        return get_spec(name).function(
+            Group(kernels.flatten(2), kernels, (1, 1)), **resolve_options(name, {})
+        )
+
+    assert torch.autograd.gradcheck(function, (weight,))
+
+
+def unit_rows(shape, seed):
+    w = random_weight(shape, seed)
+    flat = w.reshape(w.shape[0], -1)
+    return (flat / flat.norm(dim=1, keepdim=True)).reshape(shape)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (16, 6, 1, 1), (10, 7)])
+def test_dn_strict_equals_fro_for_unit_norm_filters(shape):
+    weight = unit_rows(shape, seed=1)
+    torch.testing.assert_close(
+        orthoreg.penalty("dn_strict", weight), orthoreg.penalty("fro", weight), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_dn_strict_differs_from_fro_away_from_unit_norm():
+    weight = unit_rows((8, 36), seed=2) * 0.5
+    assert not torch.isclose(orthoreg.penalty("dn_strict", weight), orthoreg.penalty("fro", weight))
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (6, 3, 3, 3), (10, 70)])
+def test_dn_relaxed_with_rho_one_is_strict_on_under_determined_layers(shape):
+    weight = random_weight(shape, seed=4)
+    torch.testing.assert_close(
+        orthoreg.penalty("dn_relaxed", weight, rho=1.0), orthoreg.penalty("dn_strict", weight)
+    )
+
+
+def orthogonal(o, n, seed):
+    """Orthonormal rows (o <= n) or orthonormal columns (o > n)."""
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(max(o, n), min(o, n), generator=generator, dtype=torch.float64))
+    return (q.T if o <= n else q).float()
+
+
+@pytest.mark.parametrize("name", ["fro", "so", "mc", "srip", "dn_strict", "dn_relaxed", "dn_welch"])
+def test_zero_at_orthonormal_rows(name):
+    weight = orthogonal(6, 18, seed=5).reshape(6, 2, 3, 3)
+    assert float(orthoreg.penalty(name, weight)) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["so", "mc", "srip"])
+def test_zero_on_tall_layers_for_penalties_on_the_attainable_side(name):
+    # o > n: W^T W = I is attainable (and the public SRIP's W^T W floor of 1 is not what we compute)
+    weight = orthogonal(12, 5, seed=6)
+    assert float(orthoreg.penalty(name, weight)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_fro_on_a_tall_orthonormal_layer_is_the_unreachable_part():
+    # ||W W^T - I_o||^2 = o - n when W^T W = I_n
+    assert float(orthoreg.penalty("fro", orthogonal(12, 5, seed=7))) == pytest.approx(7.0, abs=1e-4)
+
+
+def test_ocnn_is_zero_for_an_orthogonal_1x1_convolution_at_any_stride():
+    weight = orthogonal(4, 8, seed=8).reshape(4, 8, 1, 1)
+    for stride in (1, 2):
+        assert float(orthoreg.penalty("ocnn", weight, stride=stride)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_welch_bound_is_reached_by_an_equiangular_tight_frame():
+    angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
+    frame = torch.stack([angles.cos(), angles.sin()], dim=1)  # 3 unit vectors in R^2 at 120 degrees
+    assert welch_bound(3, 2) == pytest.approx(0.5)
+    assert float(orthoreg.penalty("dn_welch", frame)) == pytest.approx(0.0, abs=1e-6)
+    assert float(orthoreg.penalty("dn_strict", frame)) == pytest.approx(2 * 3 * 0.25, rel=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    o=st.integers(2, 9),
+    n=st.integers(2, 9),
+    seed=st.integers(0, 10_000),
+    name=st.sampled_from(NAMES),
+)
+def test_invariant_under_permuting_filters(o, n, seed, name):
+    weight = random_weight((o, n), seed)
+    permutation = torch.randperm(o, generator=torch.Generator().manual_seed(seed))
+    options = {"exact": True} if name == "srip" else {}
+    torch.testing.assert_close(
+        orthoreg.penalty(name, weight[permutation], **options),
+        orthoreg.penalty(name, weight, **options),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(o=st.integers(1, 40), n=st.integers(1, 40), rho=st.floats(0.01, 1.0))
+def test_relaxation_k_follows_the_shape_rule(o, n, rho):
+    k = relaxation_k(o, n, rho)
+    pairs = o * (o - 1) // 2
+    assert 0 <= k <= pairs
+    if o > n:
+        assert k == pairs - n * (n - 1) // 2
+    else:
+        kept = math.ceil(rho * o)
+        assert k == pairs - kept * (kept - 1) // 2
+        if rho == 1.0:
+            assert k == 0
+
+
+def test_srip_power_iteration_reaches_the_exact_spectral_norm():
+    for shape in [(16, 3, 3, 3), (64, 16, 1, 1), (32, 40)]:
+        weight = random_weight(shape, seed=9)
+        exact = orthoreg.penalty("srip", weight, exact=True)
+        iterated = orthoreg.penalty("srip", weight)
+        torch.testing.assert_close(iterated, exact, rtol=1e-3, atol=1e-4)
+
+
+def test_srip_persistent_vectors_track_the_norm_with_two_steps_a_call():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3))
+    reg = orthoreg.OrthogonalityRegularizer(model, "srip", lam=1.0)
+    for _ in range(100):
+        value = reg(0.0)
+    exact = orthoreg.model_penalty("srip", model, exact=True)
+    torch.testing.assert_close(value, exact, rtol=1e-3, atol=1e-4)
+    state = reg.state_dict()
+    copy = orthoreg.OrthogonalityRegularizer(model, "srip", lam=1.0)
+    copy.load_state_dict(state)
+    assert torch.equal(copy(0.0), reg(0.0))
+
+
+class MixedNet(nn.Module):
+    """Convolutions of repeated and distinct shapes and strides, a 1x1 shortcut and a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.same_shape_other_stride = nn.Conv2d(8, 16, 3, padding=1)
+        self.shortcut = nn.Conv2d(8, 16, 1, stride=2)
+        self.fc = nn.Linear(16, 5)
+
+
+@pytest.mark.parametrize("name", orthoreg.available_regularizers())
+@pytest.mark.parametrize(("include_linear", "skip_stem"), [(False, False), (True, False), (False, True)])
+def test_model_penalty_equals_the_sum_of_layer_penalties(name, include_linear, skip_stem):
+    torch.manual_seed(0)
+    model = MixedNet()
+    layers = [model.stem, model.a, model.b, model.down, model.same_shape_other_stride, model.shortcut]
+    if skip_stem:
+        layers = layers[1:]
+    if include_linear:
+        layers.append(model.fc)
+    exact = {"exact": True} if name == "srip" else {}
+    expected = sum(
+        reference(name, layer.weight.detach(), stride=getattr(layer, "stride", (1,))[0]) for layer in layers
+    )
+    value = orthoreg.model_penalty(name, model, include_linear=include_linear, skip_stem=skip_stem, **exact)
+    torch.testing.assert_close(
+        value.double(), torch.as_tensor(expected, dtype=torch.float64), rtol=2e-4, atol=1e-4
+    )
+
+
+def test_model_penalty_gradient_equals_the_per_layer_gradient():
+    torch.manual_seed(1)
+    model = MixedNet()
+    orthoreg.model_penalty("dn_relaxed", model, rho=0.5).backward()
+    batched = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    total = sum(
+        orthoreg.penalty("dn_relaxed", m.weight, rho=0.5) for m in model.modules() if isinstance(m, nn.Conv2d)
+    )
+    total.backward()
+    looped = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    for a, b in zip(batched, looped, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_regularizer_applies_lambda_and_the_step_schedule():
+    model = MixedNet()
+    reg = orthoreg.OrthogonalityRegularizer(model, "fro", lam=0.5, schedule="step")
+    base = orthoreg.model_penalty("fro", model)
+    torch.testing.assert_close(reg(0.05), 0.5 * base)
+    torch.testing.assert_close(reg(0.30), 0.5 * 1e-4 * base)
+    assert [reg.lambda_at(p) for p in (0.0, 0.1, 0.25, 0.35, 0.6, 1.0)] == pytest.approx(
+        [0.5, 0.5e-3, 0.5e-4, 0.5e-6, 0.0, 0.0]
+    )
+    assert float(reg(0.7)) == 0.0 and float(reg.last_penalty) == 0.0
+    torch.testing.assert_close(reg(0.0).detach(), 0.5 * reg.last_penalty)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda w: orthoreg.penalty("frob", w), "unknown regulariser 'frob'; available: dn_relaxed"),
+        (lambda w: orthoreg.penalty("fro", w[0, 0, 0]), "weight must have rank 4 .* or 2 .*, got rank 1"),
+        (lambda w: orthoreg.penalty("fro", w[0]), "weight must have rank 4 .* or 2 .*, got rank 3"),
+        (lambda w: orthoreg.penalty("dn_relaxed", w, rho=0.0), r"rho must be in \(0, 1\], got 0.0"),
+        (lambda w: orthoreg.penalty("dn_relaxed", w, rho=1.5), r"rho must be in \(0, 1\], got 1.5"),
+        (lambda w: orthoreg.penalty("dn_strict", w, gamma=-1.0), "gamma must be >= 0, got -1.0"),
+        (lambda w: orthoreg.penalty("fro", w, gamma=1.0), "'fro' does not take option"),
+        (lambda w: orthoreg.penalty("fro", w * float("nan")), "non-finite values"),
+        (
+            lambda w: orthoreg.OrthogonalityRegularizer(MixedNet(), "fro", lam=-1.0),
+            "lambda must be a finite number >= 0, got -1.0",
+        ),
+        (
+            lambda w: orthoreg.OrthogonalityRegularizer(MixedNet(), "fro", lam=1.0, schedule="cosine"),
+            "unknown schedule 'cosine'",
+        ),
+    ],
+)
+def test_bad_input_is_a_value_error_naming_the_value(call, message):
+    weight = random_weight((4, 2, 3, 3), seed=0)
+    with pytest.raises(ValueError, match=message):
+        call(weight)
+
+
+def test_model_penalty_names_the_layer_with_non_finite_weights():
+    model = MixedNet()
+    with torch.no_grad():
+        model.down.weight[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="non-finite values .* layer 'down'"):
+        orthoreg.model_penalty("dn_strict", model)
+
+
+def test_penalty_stays_float32_under_autocast():
+    model = MixedNet()
+    reg = orthoreg.OrthogonalityRegularizer(model, "dn_strict", lam=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = reg(0.0)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, orthoreg.model_penalty("dn_strict", model))
+
+
+def test_available_regularizers_lists_every_name_with_a_description():
+    names = orthoreg.available_regularizers()
+    assert set(names) == {
+        "none",
+        "fro",
+        "so",
+        "dso",
+        "mc",
+        "srip",
+        "ocnn",
+        "dn_strict",
+        "dn_relaxed",
+        "dn_welch",
+    }
+    assert all(isinstance(text, str) and text for text in names.values())
