@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +119,7 @@ def download(url: str, path: Path, md5: str) -> Path:
 
 # ---------------------------------------------------------------- CIFAR-10 / CIFAR-100
 
-CIFAR_SOURCES = {
+CIFAR_SOURCES: dict[str, dict[str, Any]] = {
     "cifar10": {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "md5": "c58f30108f718f92721af3b95e74349a",

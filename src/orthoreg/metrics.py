@@ -103,7 +103,7 @@ def layer_metrics(
     """One row per regularised layer (the layers `model_penalty` sees), in module order."""
     rows = []
     for layer in regularized_layers(model, include_linear=include_linear):
-        weight = layer.module.weight
+        weight: torch.Tensor = layer.module.weight
         kh, kw = (weight.shape[2], weight.shape[3]) if weight.dim() == 4 else (1, 1)
         row = {
             "layer": layer.name,

@@ -50,7 +50,7 @@ def penalty(name: str, weight: torch.Tensor, **options: Any) -> torch.Tensor:
 @dataclass(frozen=True)
 class Layer:
     name: str
-    module: nn.Module
+    module: nn.Conv2d | nn.Linear
     stride: tuple[int, int]
 
 
@@ -66,7 +66,7 @@ def regularized_layers(
                 raise ValueError(
                     f"layer {name!r} is a grouped convolution (groups={module.groups}); not supported"
                 )
-            layers.append(Layer(name, module, tuple(module.stride)))
+            layers.append(Layer(name, module, (int(module.stride[0]), int(module.stride[1]))))
         elif include_linear and isinstance(module, nn.Linear):
             layers.append(Layer(name, module, (1, 1)))
     if skip_stem:
@@ -122,7 +122,7 @@ def model_penalty(
         raise ValueError(
             f"model {type(model).__name__} has no Conv2d{' or Linear' if include_linear else ''} layer to regularise"
         )
-    device = groups[0][0].module.weight.device
+    device: torch.device = groups[0][0].module.weight.device
     total = torch.zeros((), device=device)
     with torch.autocast(device.type, enabled=False):
         for index, layers in enumerate(groups):

@@ -27,10 +27,9 @@ def _start_vectors(count: int, size: int, like: torch.Tensor) -> torch.Tensor:
 def power_iteration_sigma(matrix: torch.Tensor, state: dict | None, iters: int | None) -> torch.Tensor:
     """|largest-magnitude eigenvalue| of each symmetric matrix, differentiable through v^T A v."""
     count, size = matrix.shape[0], matrix.shape[1]
-    vectors = None if state is None else state.get("srip")
-    warm = vectors is not None and vectors.shape == (count, size)
-    if not warm:
-        vectors = _start_vectors(count, size, matrix)
+    stored = None if state is None else state.get("srip")
+    warm = stored is not None and stored.shape == (count, size)
+    vectors = stored if stored is not None and warm else _start_vectors(count, size, matrix)
     steps = iters if iters is not None else (STATEFUL_ITERS if warm else STATELESS_ITERS)
     with torch.no_grad():
         detached = matrix.detach()
