@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from orthoreg.data import TensorLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from orthoreg.data import TensorLoader
 from orthoreg.models import Normalize, build_model
 from orthoreg.regularizers import OrthogonalityRegularizer
 from orthoreg.train import _autocast_factory, make_train_step
@@ -227,7 +227,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, device: torch.d
         if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads"
     )
-    print(f"\ntraining throughput on {label}, batch {args.batch_size}, compile={args.compile}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"\ntraining throughput on {label}, batch {args.batch_size}, compile={args.compile} "
+        f"(load average {load}: other processes on the machine slow every figure)"
+    )
     header = f"{'model':10s} {'regularizer':12s} {'images/s':>10s}"
     if args.flops:
         header += f" {'GFLOP/img':>10s} {'TFLOP/s':>8s}"

@@ -32,10 +32,75 @@ def test_api_and_extending_docs_have_examples():
     assert "docs/api.md" in with_code and "docs/extending.md" in with_code
 
 
+def isolate_registries(monkeypatch) -> None:
+    """Give the regulariser, model and dataset registries private copies for one test, so names a
+    document registers do not leak into the rest of the test session."""
+    import orthoreg.data
+    import orthoreg.models.registry
+    import orthoreg.regularizers.registry
+
+    for module, name in (
+        (orthoreg.regularizers.registry, "_REGISTRY"),
+        (orthoreg.models.registry, "_MODELS"),
+        (orthoreg.data, "_DATASETS"),
+    ):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))
+
+
 @pytest.mark.parametrize("document", documents_with_code())
 def test_document_examples_run(document, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    isolate_registries(monkeypatch)
     namespace: dict = {"__name__": f"doc_{Path(document).stem}"}
     for number, block in enumerate(python_blocks((ROOT / document).read_text()), start=1):
         code = compile(block, f"{document} (python block {number})", "exec")
         exec(code, namespace)
+
+
+def worked_examples() -> list[dict]:
+    """The rows of the worked-example table of docs/method.md: o, n, rho, k, pairs still penalised."""
+    text = (ROOT / "docs" / "method.md").read_text()
+    section = text[text.index("#### Worked examples") :]
+    table = section[section.index("| layer") : section.index("\n\n", section.index("| layer"))]
+    examples = []
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rho = re.search(r"\\rho = ([0-9.]+)", cells[0])
+        examples.append(
+            {
+                "layer": cells[0],
+                "o": int(cells[1]),
+                "n": int(cells[2]),
+                "rho": float(rho.group(1)) if rho else None,
+                "k": int(re.findall(r"\d+", cells[5])[-1]),
+                "kept": int(re.match(r"\d+", cells[6]).group()),
+            }
+        )
+    return examples
+
+
+def test_method_worked_examples_match_relaxation_k():
+    from orthoreg.regularizers import relaxation_k
+
+    examples = worked_examples()
+    assert len(examples) >= 2
+    assert any(e["o"] > e["n"] for e in examples) and any(e["o"] <= e["n"] for e in examples)
+    for example in examples:
+        o, n = example["o"], example["n"]
+        pairs = o * (o - 1) // 2
+        # over-determined layers do not depend on rho; check that for several values
+        for rho in [example["rho"]] if example["rho"] is not None else [0.1, 0.5, 1.0]:
+            assert relaxation_k(o, n, rho) == example["k"], example
+            # the independent rule of method.md: r = n (over-determined) or ceil(rho * o)
+            r = n if o > n else math.ceil(rho * o)
+            assert example["k"] == pairs - r * (r - 1) // 2, example
+        assert example["kept"] == pairs - example["k"], example
+
+
+def test_method_welch_example_matches_welch_bound():
+    from orthoreg.regularizers import welch_bound
+
+    text = (ROOT / "docs" / "method.md").read_text()
+    assert r"1/\sqrt{63} \approx 0.126" in text
+    assert welch_bound(64, 32) == pytest.approx(1 / math.sqrt(63))
+    assert round(welch_bound(64, 32), 3) == 0.126

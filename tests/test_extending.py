@@ -73,19 +73,37 @@ def plugin_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plugin(plugin_dir):
-    sys.path.insert(0, str(plugin_dir))
-    try:
-        (module,) = load_plugins(PLUGIN)
-        yield module
-    finally:
-        sys.path.remove(str(plugin_dir))
+    """The plugin imported into this process; the registries get private copies for this module's
+    tests, so the toy names do not leak into the rest of the test session."""
+    import orthoreg.data
+    import orthoreg.models.registry
+    import orthoreg.regularizers.registry
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module, name in (
+            (orthoreg.regularizers.registry, "_REGISTRY"),
+            (orthoreg.models.registry, "_MODELS"),
+            (orthoreg.data, "_DATASETS"),
+        ):
+            patch.setattr(module, name, dict(getattr(module, name)))
+        patch.syspath_prepend(str(plugin_dir))
+        try:
+            (module,) = load_plugins(PLUGIN)
+            yield module
+        finally:
+            sys.modules.pop(PLUGIN, None)
 
 
 def orthoreg_cli(*args, plugin_dir, cwd, plugins=PLUGIN):
     env = {**os.environ, PLUGINS_VARIABLE: plugins}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "orthoreg", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "orthoreg", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -107,7 +125,9 @@ def test_plugin_regulariser_through_model_penalty(plugin):
 
     assert "toy_l2" in available_regularizers() and "toy_cnn" in available_models()
     model = build_model("toy_cnn", num_classes=5, in_channels=3, width=3)
-    expected = sum(m.weight.double().square().sum() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    expected = sum(
+        m.weight.double().square().sum() for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    )
     got = model_penalty("toy_l2", model, scale=0.5)
     assert torch.allclose(got.double(), 0.5 * expected, rtol=1e-6)
     with_linear = model_penalty("toy_l2", model, include_linear=True)
@@ -119,8 +139,9 @@ def test_plugin_regulariser_through_model_penalty(plugin):
 def test_plugin_dataset_prepared_by_the_cli(plugin, plugin_dir, tmp_path):
     from orthoreg.data import load_split
 
-    result = orthoreg_cli("prepare-data", "--dataset", "toy_noise", "--data-dir", "data",
-                          plugin_dir=plugin_dir, cwd=tmp_path)
+    result = orthoreg_cli(
+        "prepare-data", "--dataset", "toy_noise", "--data-dir", "data", plugin_dir=plugin_dir, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     images, labels = load_split("toy_noise", tmp_path / "data", "test")
     assert images.shape == (12, 1, 32, 32) and images.dtype == torch.uint8
@@ -129,14 +150,41 @@ def test_plugin_dataset_prepared_by_the_cli(plugin, plugin_dir, tmp_path):
 
 @pytest.mark.slow
 def test_plugin_model_and_regulariser_trained_by_the_cli(plugin_dir, tmp_path):
-    prepared = orthoreg_cli("prepare-data", "--dataset", "synthetic", "--data-dir", "data",
-                            plugin_dir=plugin_dir, cwd=tmp_path)
+    prepared = orthoreg_cli(
+        "prepare-data", "--dataset", "synthetic", "--data-dir", "data", plugin_dir=plugin_dir, cwd=tmp_path
+    )
     assert prepared.returncode == 0, prepared.stderr
     result = orthoreg_cli(
-        "train", "--model", "toy_cnn", "--regularizer", "toy_l2", "--dataset", "synthetic", "--seed", "0",
-        "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--batch-size", "32", "--lambda", "0.01",
-        "--reg-option", "scale=2.0", "--model-option", "width=3", "--device", "cpu", "--quiet",
-        "--out", "run", plugin_dir=plugin_dir, cwd=tmp_path,
+        "train",
+        "--model",
+        "toy_cnn",
+        "--regularizer",
+        "toy_l2",
+        "--dataset",
+        "synthetic",
+        "--seed",
+        "0",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit-test",
+        "32",
+        "--batch-size",
+        "32",
+        "--lambda",
+        "0.01",
+        "--reg-option",
+        "scale=2.0",
+        "--model-option",
+        "width=3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        "run",
+        plugin_dir=plugin_dir,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     record = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -147,7 +195,15 @@ def test_plugin_model_and_regulariser_trained_by_the_cli(plugin_dir, tmp_path):
 
 
 def test_cli_without_the_plugin_refuses_the_name(plugin_dir, tmp_path):
-    result = orthoreg_cli("prepare-data", "--dataset", "toy_noise", "--data-dir", "data",
-                          plugin_dir=plugin_dir, cwd=tmp_path, plugins="")
+    result = orthoreg_cli(
+        "prepare-data",
+        "--dataset",
+        "toy_noise",
+        "--data-dir",
+        "data",
+        plugin_dir=plugin_dir,
+        cwd=tmp_path,
+        plugins="",
+    )
     assert result.returncode != 0
     assert "toy_noise" in result.stderr

@@ -1,9 +1,9 @@
 """Repository hygiene: the conda environment and pyproject list the same dependencies, the citation file
 is valid CFF, and the licence is present."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

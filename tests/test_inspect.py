@@ -15,7 +15,15 @@ from orthoreg.inspect import format_table, inspect_target, module_from_state_dic
 from orthoreg.metrics import layer_metrics
 from orthoreg.models import build_model
 
-MEASURES = ("holistic_residual", "diag_deviation", "rms_cos", "max_cos", "welch_bound", "sigma_max", "sigma_min")
+MEASURES = (
+    "holistic_residual",
+    "diag_deviation",
+    "rms_cos",
+    "max_cos",
+    "welch_bound",
+    "sigma_max",
+    "sigma_min",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +35,18 @@ def resnet18_file(tmp_path_factory):
     return model, path
 
 
+@pytest.fixture(scope="module")
+def resnet18_measured(resnet18_file):
+    """(model, file, inspect_target's report, layer_metrics of the model itself), linear layers included;
+    measured once because the SVDs of ResNet-18's 512 x 4608 layers dominate this file's run time."""
+    model, path = resnet18_file
+    return model, path, inspect_target(path, include_linear=True), layer_metrics(model, include_linear=True)
+
+
 def orthoreg_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "orthoreg", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "orthoreg", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_rows_match(got, expected, ignore=("stride",)):
@@ -44,49 +61,80 @@ def assert_rows_match(got, expected, ignore=("stride",)):
                 assert mine[key] == value, (mine["layer"], key)
 
 
-def test_torchvision_state_dict_matches_the_model_itself(resnet18_file):
-    model, path = resnet18_file
-    report = inspect_target(path, include_linear=True)
-    expected = layer_metrics(model, include_linear=True)
+@pytest.mark.slow
+def test_torchvision_state_dict_matches_the_model_itself(resnet18_measured):
+    model, _, report, expected = resnet18_measured
     assert len(expected) == 21  # 20 convolutions (3 downsampling 1x1 included) + fc
     assert_rows_match(report.rows, expected)
     assert all(row["stride"] is None for row in report.rows)  # a state dict does not record strides
     # an independent float64 reference for one layer: ||W W^T - I||_F and the singular values
     weight = model.layer2[0].downsample[0].weight.detach().double().flatten(1)
     row = next(r for r in report.rows if r["layer"] == "layer2.0.downsample.0")
-    assert row["holistic_residual"] == pytest.approx(float((weight @ weight.T - torch.eye(128)).norm()), rel=1e-9)
+    assert row["holistic_residual"] == pytest.approx(
+        float((weight @ weight.T - torch.eye(128)).norm()), rel=1e-9
+    )
     reference = torch.linalg.svdvals(weight).numpy()
     assert report.spectra["layer2.0.downsample.0"] == pytest.approx(reference, rel=1e-9)
     assert row["sigma_max"] == pytest.approx(reference[0], rel=1e-9)
 
 
 def test_linear_layers_only_on_request(resnet18_file):
-    _, path = resnet18_file
-    layers = [row["layer"] for row in inspect_target(path).rows]
-    assert "fc" not in layers and len(layers) == 20
+    model, path = resnet18_file
+    state = torch.load(path, weights_only=True)
+    convs = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    without = module_from_state_dict(state)
+    assert [name for name, m in without.named_modules() if isinstance(m, torch.nn.Conv2d)] == convs
+    assert not any(isinstance(m, torch.nn.Linear) for m in without.modules())
+    with_linear = module_from_state_dict(state, include_linear=True)
+    assert torch.equal(with_linear.get_submodule("fc").weight, model.fc.weight)
 
 
 def test_cli_writes_csv_equal_to_layer_metrics_and_a_figure(resnet18_file, tmp_path):
+    # ResNet-18's first two stages: the same file format, without the 512 x 4608 SVDs of stage 4
     model, path = resnet18_file
-    result = orthoreg_cli("inspect", str(path), "--csv", "out/layers.csv", "--figure", "out/spectra.pdf",
-                          cwd=tmp_path)
+    state = torch.load(path, weights_only=True)
+    early = {
+        key: value for key, value in state.items() if key.startswith(("conv1.", "bn1.", "layer1.", "layer2."))
+    }
+    torch.save(early, tmp_path / "early.pt")
+    result = orthoreg_cli(
+        "inspect", "early.pt", "--csv", "out/layers.csv", "--figure", "out/spectra.pdf", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
-    assert "layer3.0.downsample.0" in result.stdout and "holistic_residual" in result.stdout
+    assert "layer2.0.downsample.0" in result.stdout and "holistic_residual" in result.stdout
     with open(tmp_path / "out" / "layers.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    expected = layer_metrics(model)
+    stages = torch.nn.Sequential()
+    for name in ("conv1", "layer1", "layer2"):
+        stages.add_module(name, getattr(model, name))
+    expected = layer_metrics(stages)
+    assert len(expected) == 1 + 4 + 5
     assert [row["layer"] for row in rows] == [row["layer"] for row in expected]
     for written, reference in zip(rows, expected, strict=True):
         assert set(written) == set(reference)
         for measure in MEASURES:
             assert float(written[measure]) == pytest.approx(reference[measure], rel=1e-12)
         assert written["stride"] == ""  # unknown for a bare state dict
+        assert written["conv_sigma_max"] == ""  # None, not NaN, is written as an empty cell
     assert (tmp_path / "out" / "spectra.pdf").read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_registered_model_with_operator_spectrum(tmp_path):
-    result = orthoreg_cli("inspect", "resnet8", "--num-classes", "5", "--in-channels", "1",
-                          "--conv-input-size", "8", "8", "--figure", "spectra.png", cwd=tmp_path)
+    result = orthoreg_cli(
+        "inspect",
+        "resnet8",
+        "--num-classes",
+        "5",
+        "--in-channels",
+        "1",
+        "--conv-input-size",
+        "8",
+        "8",
+        "--figure",
+        "spectra.png",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "spectra.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     report = inspect_target("resnet8", num_classes=5, in_channels=1, conv_input_size=(8, 8))
@@ -99,6 +147,7 @@ def test_registered_model_with_operator_spectrum(tmp_path):
         assert (row["conv_sigma_max"] is not None) == (row["stride"] == 1)
 
 
+@pytest.mark.slow
 def test_run_directory_and_its_model_pt(tmp_path):
     from orthoreg.runs import build_classifier
 
@@ -109,8 +158,16 @@ def test_run_directory_and_its_model_pt(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     torch.save(model.state_dict(), run / "model.pt")
-    record = {"model": "resnet8", "regularizer": "fro", "seed": 0, "num_classes": 10, "in_channels": 3,
-              "mean": list(Info.mean), "std": list(Info.std), "config": {"model_options": {}}}
+    record = {
+        "model": "resnet8",
+        "regularizer": "fro",
+        "seed": 0,
+        "num_classes": 10,
+        "in_channels": 3,
+        "mean": list(Info.mean),
+        "std": list(Info.std),
+        "config": {"model_options": {}},
+    }
     (run / "run.json").write_text(json.dumps(record))
     expected = layer_metrics(model[1])
     for target in (run, run / "model.pt"):
@@ -159,15 +216,20 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert figure.returncode == 2 and ".pdf" in figure.stderr and not (tmp_path / "spectra.jpg").exists()
 
 
-def test_strides_unknown_refuses_operator_spectrum(resnet18_file):
-    _, path = resnet18_file
+def test_strides_unknown_refuses_operator_spectrum(tmp_path):
+    path = tmp_path / "net.pt"
+    torch.save(build_model("resnet8", 10).state_dict(), path)
     with pytest.raises(ValueError, match="strides"):
         inspect_target(path, conv_input_size=(8, 8))
 
 
 def test_module_from_state_dict_keeps_names_and_values():
-    state = {"a.weight": torch.randn(4, 2, 3, 3), "a.b.weight": torch.randn(3, 4, 1, 1),
-             "head.weight": torch.randn(5, 3), "a.bias": torch.randn(4)}
+    state = {
+        "a.weight": torch.randn(4, 2, 3, 3),
+        "a.b.weight": torch.randn(3, 4, 1, 1),
+        "head.weight": torch.randn(5, 3),
+        "a.bias": torch.randn(4),
+    }
     module = module_from_state_dict(state, include_linear=True)
     assert torch.equal(module.get_submodule("a").weight, state["a.weight"])
     assert torch.equal(module.get_submodule("a.b").weight, state["a.b.weight"])
@@ -176,8 +238,10 @@ def test_module_from_state_dict_keeps_names_and_values():
 
 
 def test_format_table_drops_empty_columns_and_prints_every_layer():
-    rows = [{"layer": "x", "max_cos": 0.123456, "conv_sigma_max": None, "o": 4},
-            {"layer": "y", "max_cos": math.nan, "conv_sigma_max": None, "o": 8}]
+    rows = [
+        {"layer": "x", "max_cos": 0.123456, "conv_sigma_max": None, "o": 4},
+        {"layer": "y", "max_cos": math.nan, "conv_sigma_max": None, "o": 8},
+    ]
     lines = format_table(rows).splitlines()
     assert lines[0].split() == ["layer", "max_cos", "o"]
     assert lines[1].split() == ["x", "0.1235", "4"] and lines[2].split() == ["y", "nan", "8"]

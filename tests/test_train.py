@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from orthoreg import devices as devices_module
 from orthoreg.checkpoint import capture_rng_state, restore_rng_state
 from orthoreg.cli import build_parser
 from orthoreg.cli.train import config_from_args
@@ -231,7 +232,7 @@ def test_cli_arguments_map_onto_the_config(tmp_path):
             "--no-nesterov",
             "--no-augment",
             "--reg-option",
-            "exact=true",
+            "eps=1e-6",
             "--ablation",
             "rho=0.5",
         ]
@@ -241,7 +242,7 @@ def test_cli_arguments_map_onto_the_config(tmp_path):
         lr_milestones=(0.5,),
         nesterov=False,
         augment=False,
-        reg_options={"gamma": 1.0, "rho": 0.5, "exact": True},
+        reg_options={"gamma": 1.0, "rho": 0.5, "eps": 1e-6},
         ablation={"param": "rho", "value": 0.5},
     )
 
@@ -283,6 +284,14 @@ def test_cli_accepts_the_pipeline_grid_arguments(tmp_path):
     assert parsed.reg_options == {"gamma": 2.0, "rho": 0.25}
     assert parsed.ablation == {"param": "rho", "value": 0.25} and parsed.threads == 2
 
+    # per-regulariser overrides become that regulariser's flags
+    config["regularization"]["overrides"] = {"srip": {"squared": True, "exact": False, "iters": 3}}
+    run = grid.Run("synthetic", "resnet8", "srip", 0)
+    args = build_parser().parse_args(["train", *grid.train_arguments(run, config), "--out", str(tmp_path)])
+    parsed = config_from_args(args)
+    assert parsed.reg_options == {"squared": True, "iters": 3}  # False flags are left to the default
+    parsed.validate()
+
 
 # --- the run files -----------------------------------------------------------------------------------
 
@@ -292,7 +301,7 @@ def test_run_files_follow_the_contract(reference, data_dir):
     assert set(record) == RUN_JSON_KEYS
     assert record["config"] == json.loads(json.dumps(dataclasses.asdict(small_config())))
     assert set(record["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert record["lambda"] == 1e-2 and record["reg_options"] == {"gamma": 1.0, "rho": 0.5}
+    assert record["lambda"] == 1e-2 and record["reg_options"] == {"gamma": 1.0, "rho": 0.5, "eps": 1e-8}
     assert record["epochs_completed"] == 4 and record["ablation"] is None
     assert set(record["versions"]) == {"python", "torch", "torchvision", "orthoreg"}
     assert record["git_commit"] is None or len(record["git_commit"]) == 40
@@ -390,8 +399,9 @@ def test_sigkill_after_an_epoch_then_rerun_ends_identical(tmp_path, reference, d
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_signal_mid_epoch_checkpoints_exits_and_resumes_identical(tmp_path, reference, data_dir, signum):
+def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_identical(tmp_path, reference, data_dir):
+    """SLURM preemption: SIGTERM (SIGUSR1 takes the same path, tested in-process below)."""
+    signum = signal.SIGTERM
     out = tmp_path / "run"
     process = cli(out, data_dir)
     wait_for(out / "checkpoint.pt", process)
@@ -465,9 +475,12 @@ def test_rng_state_round_trip():
 
 # --- GPU claiming ------------------------------------------------------------------------------------
 
+# loads devices.py by path, not through the package, so each claimant starts without importing torch
 CLAIM = (
-    "import sys; from orthoreg.devices import claim_gpu\n"
-    "print(claim_gpu(int(sys.argv[1]), sys.argv[2], timeout=float(sys.argv[3])), flush=True)\n"
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('devices', sys.argv[4])\n"
+    "devices = importlib.util.module_from_spec(spec); spec.loader.exec_module(devices)\n"
+    "print(devices.claim_gpu(int(sys.argv[1]), sys.argv[2], timeout=float(sys.argv[3])), flush=True)\n"
     "sys.stdin.read()\n"
 )
 
@@ -475,7 +488,7 @@ CLAIM = (
 def test_claim_gpu_gives_each_process_its_own_device(tmp_path):
     def claimant(timeout: float = 0.0) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-c", CLAIM, "3", str(tmp_path), str(timeout)],
+            [sys.executable, "-c", CLAIM, "3", str(tmp_path), str(timeout), devices_module.__file__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -505,3 +518,33 @@ def test_claim_gpu_gives_each_process_its_own_device(tmp_path):
 def test_claim_gpu_refuses_no_devices(tmp_path):
     with pytest.raises(ValueError, match="n_devices must be at least 1, got 0"):
         claim_gpu(0, tmp_path)
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_draws_a_bar_only_on_a_terminal(tty):
+    from orthoreg.train import _Progress
+
+    stream = _Stream(tty)
+    progress = _Progress(epochs=2, enabled=True, stream=stream)
+    progress.update(0, 4, 4, torch.tensor(8.0), 4)
+    row = {
+        "epoch": 1,
+        "train_loss": 2.0,
+        "reg_value": 0.5,
+        "train_accuracy": 0.25,
+        "test_accuracy": 0.5,
+        "seconds": 1.25,
+    }
+    progress.epoch_line(row)
+    lines = stream.getvalue()
+    assert ("[" + "#" * 30 + "] 4/4 loss 2.0000" in lines) == tty
+    assert lines.endswith("epoch 1/2 loss 2.0000 reg 0.5 acc 0.2500 test 0.5000 1.2s\n")

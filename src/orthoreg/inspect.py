@@ -40,11 +40,11 @@ class Inspection:
 def _state_dict_of(content: Any, path: Path) -> Mapping[str, torch.Tensor]:
     """The tensor mapping inside a loaded file, looking one level into common checkpoint layouts."""
     if isinstance(content, Mapping):
-        if any(isinstance(value, torch.Tensor) for value in content.values()):
-            return {key: value for key, value in content.items() if isinstance(value, torch.Tensor)}
         for key in NESTED_STATE_KEYS:
             if isinstance(content.get(key), Mapping):
                 return _state_dict_of(content[key], path)
+        if any(isinstance(value, torch.Tensor) for value in content.values()):
+            return {key: value for key, value in content.items() if isinstance(value, torch.Tensor)}
     raise ValueError(
         f"{path} holds a {type(content).__name__}, not a state dict: expected a file written by "
         "torch.save(model.state_dict(), path), a run's model.pt or checkpoint.pt"
@@ -52,8 +52,9 @@ def _state_dict_of(content: Any, path: Path) -> Mapping[str, torch.Tensor]:
 
 
 def _weight_layer(weight: torch.Tensor) -> nn.Module:
-    """A bias-free stride-1 Conv2d (4-D weight) or Linear (2-D weight) holding `weight` as float32."""
-    weight = weight.detach().float()
+    """A bias-free Conv2d (4-D weight) or Linear (2-D weight) holding `weight` as it is (metrics read
+    it in float64, so nothing is lost to a conversion here)."""
+    weight = weight.detach()
     if weight.ndim == 4:
         out_channels, in_channels, kh, kw = weight.shape
         layer: nn.Module = nn.utils.skip_init(nn.Conv2d, in_channels, out_channels, (kh, kw), bias=False)
@@ -123,11 +124,16 @@ def _load_run_dir(run_dir: Path) -> Target:
     model, record = load_run(run_dir, "cpu")
     details = ", ".join(str(record[key]) for key in ("model", "regularizer", "seed") if key in record)
     source = f"run {run_dir} ({details})"
-    return Target(model[1], source, True)
+    net = cast(nn.Sequential, model)[1]  # Sequential(Normalize, net): measure the net, as evaluate does
+    return Target(net, source, True)
 
 
 def load_target(
-    target: str | os.PathLike[str], *, include_linear: bool = False, num_classes: int = 10, in_channels: int = 3
+    target: str | os.PathLike[str],
+    *,
+    include_linear: bool = False,
+    num_classes: int = 10,
+    in_channels: int = 3,
 ) -> Target:
     """The module to measure for a run directory, a weights file or a registered model name.
 
@@ -176,7 +182,9 @@ def inspect_target(
 
     if conv_input_size is not None and (len(conv_input_size) != 2 or min(conv_input_size) < 1):
         raise ValueError(f"conv_input_size must be two positive integers (H, W), got {conv_input_size}")
-    loaded = load_target(target, include_linear=include_linear, num_classes=num_classes, in_channels=in_channels)
+    loaded = load_target(
+        target, include_linear=include_linear, num_classes=num_classes, in_channels=in_channels
+    )
     if conv_input_size is not None and not loaded.strides_known:
         raise ValueError(
             f"{loaded.source} does not record the convolutions' strides, which the operator spectrum "
@@ -184,7 +192,9 @@ def inspect_target(
         )
     with torch.no_grad():
         rows = layer_metrics(loaded.module, include_linear=include_linear, conv_input_size=conv_input_size)
-        spectra = {row["layer"]: _layer_spectrum(loaded.module, row["layer"], singular_values) for row in rows}
+        spectra = {
+            row["layer"]: _layer_spectrum(loaded.module, row["layer"], singular_values) for row in rows
+        }
     if not loaded.strides_known:
         rows = [{**row, "stride": None} for row in rows]
     return Inspection(loaded.source, rows, spectra, loaded.strides_known)
@@ -209,8 +219,10 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     cells = [[_cell(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(line, widths, strict=True)))
-              for line in cells]
+    lines += [
+        "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(line, widths, strict=True)))
+        for line in cells
+    ]
     return "\n".join(lines)
 
 

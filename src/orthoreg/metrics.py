@@ -44,8 +44,14 @@ def cosine_gram(weight: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
-    """Singular values of W (o x n), descending, float64."""
-    return torch.linalg.svdvals(_matrix(weight))
+    """Singular values of W (o x n), descending, float64. A wide or tall W is first reduced to the
+    square triangular factor of its QR decomposition (same singular values), which is many times
+    faster than an SVD of, say, 512 x 4608."""
+    matrix = _matrix(weight)
+    if matrix.shape[0] != matrix.shape[1]:
+        tall = matrix.T if matrix.shape[0] < matrix.shape[1] else matrix
+        matrix = torch.linalg.qr(tall, mode="r").R
+    return torch.linalg.svdvals(matrix)
 
 
 def conv_operator_singular_values(weight: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:

@@ -63,10 +63,9 @@ HISTORY_COLUMNS = (
     "orth_coherence",
     "seconds",
 )
-SCHEDULES = ("constant", "step")
 ABLATION_PARAMS = ("gamma", "rho", "lambda")
 # Config fields that change how fast a run goes, not what it computes; a resume may change them.
-RUNTIME_FIELDS = ("device", "threads", "compile")
+RUNTIME_FIELDS = ("device", "threads", "compile", "nan_check_every")
 CHECKPOINT_FORMAT = 1
 
 
@@ -124,9 +123,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse a bad config before any work, naming the bad value and what is accepted."""
         from orthoreg.data import available_datasets
-
         from orthoreg.models import available_models
-        from orthoreg.regularizers import available_regularizers
+        from orthoreg.regularizers import SCHEDULES, available_regularizers
 
         _check_name("model", self.model, available_models())
         _check_name("dataset", self.dataset, available_datasets())
@@ -441,7 +439,6 @@ class _Trainer:
 
     def __init__(self, config: TrainConfig, out: Path, data_root: Path, verbose: bool) -> None:
         from orthoreg.data import TensorLoader, dataset_info, load_split
-
         from orthoreg.regularizers import OrthogonalityRegularizer
         from orthoreg.runs import build_classifier
 
@@ -651,7 +648,10 @@ class _Trainer:
         self.progress_view.epoch_line(row)
 
     def _finish(self) -> dict[str, Any]:
-        """Write model.pt, history.csv and, last (it marks the run finished), run.json."""
+        """Write model.pt, history.csv and, last (it marks the run finished), run.json, whose
+        reg_options are the ones in effect (the regulariser's defaults overlaid with the given ones)."""
+        from orthoreg.regularizers.registry import resolve_options
+
         config, info, history = self.config, self.info, self.position["history"]
         record = {
             "model": config.model,
@@ -660,7 +660,7 @@ class _Trainer:
             "seed": config.seed,
             "lambda": config.lam,
             "schedule": config.schedule,
-            "reg_options": dict(config.reg_options),
+            "reg_options": resolve_options(config.regularizer, dict(config.reg_options)),
             "ablation": config.ablation,
             "config": config.to_dict(),
             "num_classes": info.num_classes,

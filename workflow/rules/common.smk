@@ -2,11 +2,13 @@
 from snakemake.utils import min_version, validate
 
 from orthoreg import grid
+from orthoreg.plugins import load_plugins
 
 min_version("8.0")
 
 grid.check_config_keys(config)
 validate(config, "../schemas/config.schema.yaml")
+load_plugins()  # models, datasets and regularisers registered by modules in ORTHOREG_PLUGINS
 grid.check_config_names(config)
 
 RESULTS = config["results_dir"]

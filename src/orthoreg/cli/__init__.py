@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orthoreg.plugins import load_plugins
+
+    load_plugins()  # user registrations named in ORTHOREG_PLUGINS, before names are parsed
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

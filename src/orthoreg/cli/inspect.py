@@ -36,7 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orthoreg.inspect import figure_format, format_table, inspect_target, write_spectrum_figure, write_table
+    from orthoreg.inspect import (
+        figure_format,
+        format_table,
+        inspect_target,
+        write_spectrum_figure,
+        write_table,
+    )
 
     if args.figure is not None:
         figure_format(args.figure)

@@ -23,7 +23,42 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), raw
 
 
+def _regularizer_options() -> dict[str, tuple[Any, list[str]]]:
+    """Every option any registered regulariser takes: a default showing its type, and who takes it."""
+    from orthoreg.regularizers import available_regularizers, regularizer_options
+
+    options: dict[str, tuple[Any, list[str]]] = {}
+    for name in available_regularizers():
+        for key, default in regularizer_options(name).items():
+            known, users = options.get(key, (None, []))
+            options[key] = (default if known is None else known, [*users, name])
+    return options
+
+
+def _add_regularizer_options(group: argparse._ArgumentGroup) -> None:
+    """One flag per regulariser option (`--gamma 2`, `--squared`/`--no-squared`, ...), so the pipeline's
+    per-regulariser overrides pass straight through; options left out keep the regulariser's default."""
+    for key, (default, users) in sorted(_regularizer_options().items()):
+        flag, dest = "--" + key.replace("_", "-"), f"reg_{key}"
+        described = f"option of {', '.join(users)} (default {default!r})"
+        try:
+            if isinstance(default, bool):
+                group.add_argument(
+                    flag, dest=dest, action="store_const", const=True, default=None, help=described
+                )
+                group.add_argument(f"--no-{flag[2:]}", dest=dest, action="store_const", const=False)
+            else:
+                kind = type(default) if isinstance(default, (int, float)) else int
+                group.add_argument(
+                    flag, dest=dest, type=kind, default=None, metavar=key.upper(), help=described
+                )
+        except argparse.ArgumentError:  # a plugin option named like a recipe flag: use --reg-option
+            continue
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from orthoreg.regularizers import SCHEDULES
+
     parser = subparsers.add_parser(
         "train",
         help="train one (model, dataset, regulariser, seed) run; re-running the command resumes it",
@@ -46,10 +81,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
     reg = parser.add_argument_group("regularisation")
-    reg.add_argument("--lambda", dest="lam", type=float, default=None, help="penalty coefficient")
-    reg.add_argument("--schedule", choices=("constant", "step"), default=None, help="lambda schedule")
-    reg.add_argument("--gamma", type=float, default=None, help="dn_*: weight of the correlation term")
-    reg.add_argument("--rho", type=float, default=None, help="dn_relaxed: relaxation ratio in (0, 1]")
+    reg.add_argument(
+        "--lambda", dest="lam", type=float, default=None, help="penalty coefficient (default 1e-4)"
+    )
+    reg.add_argument("--schedule", choices=SCHEDULES, default=None, help="lambda schedule (default constant)")
+    _add_regularizer_options(reg)
     reg.add_argument(
         "--reg-option",
         type=_key_value,
@@ -94,9 +130,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from orthoreg.train import TrainConfig
 
     reg_options = dict(args.reg_option)
-    for name in ("gamma", "rho"):
-        if getattr(args, name) is not None:
-            reg_options[name] = getattr(args, name)
+    for key, value in vars(args).items():
+        if key.startswith("reg_") and key != "reg_option" and value is not None:
+            reg_options[key[len("reg_") :]] = value
     given = {
         "lam": args.lam,
         "schedule": args.schedule,
