@@ -4,7 +4,9 @@ rule data:
         f"{DATA}/{{dataset}}/prepared.json",
     log:
         "logs/data/{dataset}.log",
+    params:
+        data=DATA,
     benchmark:
         f"{RESULTS}/benchmarks/data/{{dataset}}.tsv"
     shell:
-        "orthoreg prepare-data --dataset {wildcards.dataset} --data-dir {DATA} > {log} 2>&1"
+        "orthoreg prepare-data --dataset {wildcards.dataset} --data-dir {params.data} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule evaluate:
         layers=f"{RESULTS}/{{run}}/layers.csv",
         spectra=f"{RESULTS}/{{run}}/spectra.csv",
     params:
+        data=DATA,
         run=lambda wildcards: f"{RESULTS}/{wildcards.run}",
         args=" ".join(grid.evaluate_arguments(config)),
     log:
@@ -18,5 +19,5 @@ rule evaluate:
     resources:
         gpu=1 if config["gpu_resource"] else 0,
     shell:
-        "OMP_NUM_THREADS={threads} orthoreg evaluate --run {params.run} --data-dir {DATA} {params.args}"
+        "OMP_NUM_THREADS={threads} orthoreg evaluate --run {params.run} --data-dir {params.data} {params.args}"
         " > {log} 2>&1"

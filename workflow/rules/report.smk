@@ -6,6 +6,8 @@ rule expected_runs:
     """The grid as JSON, so the report can list the runs that are missing."""
     output:
         f"{RESULTS}/grids/{NAME}.json",
+    log:
+        f"logs/report/{NAME}_expected_runs.log",
     params:
         runs=list(RUNS.values()),
     run:
@@ -30,12 +32,14 @@ rule report:
             caption="../report/figures.rst",
             category="Figures",
         ),
+    params:
+        results=RESULTS,
     log:
         f"logs/report/{NAME}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/{NAME}.tsv"
     shell:
-        "orthoreg report --runs {RESULTS} --tables {output.tables}"
+        "orthoreg report --runs {params.results} --tables {output.tables}"
         " --figures {output.figures} --expected {input.expected} > {log} 2>&1"
 
 

@@ -6,6 +6,7 @@ rule robustness:
     output:
         f"{RESULTS}/{{run}}/robustness.json",
     params:
+        data=DATA,
         run=lambda wildcards: f"{RESULTS}/{wildcards.run}",
         args=" ".join(grid.robustness_arguments(config)),
     log:
@@ -16,5 +17,5 @@ rule robustness:
     resources:
         gpu=1 if config["gpu_resource"] else 0,
     shell:
-        "OMP_NUM_THREADS={threads} orthoreg robustness --run {params.run} --data-dir {DATA} {params.args}"
+        "OMP_NUM_THREADS={threads} orthoreg robustness --run {params.run} --data-dir {params.data} {params.args}"
         " > {log} 2>&1"

@@ -8,6 +8,7 @@ rule train:
         history=f"{RESULTS}/{{run}}/history.csv",
         record=f"{RESULTS}/{{run}}/run.json",
     params:
+        data=DATA,
         args=lambda wildcards: " ".join(grid.train_arguments(RUNS[wildcards.run], config)),
         out=lambda wildcards: f"{RESULTS}/{wildcards.run}",
     log:
@@ -21,4 +22,4 @@ rule train:
         runtime=train_resource("runtime", 60),
         mem_mb=train_resource("mem_mb", 4000),
     shell:
-        "orthoreg train {params.args} --out {params.out} --data-dir {DATA} >> {log} 2>&1"
+        "orthoreg train {params.args} --out {params.out} --data-dir {params.data} >> {log} 2>&1"
