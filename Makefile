@@ -2,6 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+GPUS ?= 4
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup demo test lint paper clean-demo
@@ -14,8 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# workflow/profiles/default adds keep-going and the rerun triggers (Snakemake looks for a workflow
+# profile beside the Snakefile, i.e. ./profiles, so it is named here explicitly)
+PROFILE := --workflow-profile workflow/profiles/default
+
 demo: setup
-	snakemake --cores all --configfile config/demo.yaml
+	snakemake $(PROFILE) --cores all --configfile config/demo.yaml
 
 test: setup lint
 	pytest -q
@@ -26,7 +31,7 @@ lint: setup
 	mypy
 
 paper: setup
-	snakemake --cores all --resources gpu=4
+	snakemake $(PROFILE) --cores all --resources gpu=$(GPUS)
 
 clean-demo:
 	rm -rf results/runs/fashion_mnist results/tables/demo figures/demo results/grids/demo.json
