@@ -3,7 +3,8 @@
 #   snakemake --cores all --configfile config/demo.yaml          the CPU demo on real Fashion-MNIST
 # Logic lives in the `orthoreg` package; these rules only call its CLI.
 
-configfile: "config/config.yaml"
+# the paper grid is the default; --configfile FILE is merged over it (config/README.md)
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -1,5 +1,5 @@
-"""Datasets in their real file formats (CIFAR pickled batches in a tar.gz, IDX files, gzipped), their
-checksums, and the augmenting loader."""
+"""Datasets in their real file formats (CIFAR pickled batches in a tar.gz, gzipped IDX files), their
+checksums, the prepare/load cycle, the prepare-data command, and the augmenting loader."""
 
 import gzip
 import hashlib
@@ -14,33 +14,57 @@ import torch
 import torch.nn.functional as F
 
 from orthoreg import data
+from orthoreg.cli import main as orthoreg_main
 
 DEBIAN = Path(data.FASHION_MNIST_DEBIAN_DIR)
 
 
+# ---------------------------------------------------------------- IDX and Fashion-MNIST
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX format written independently: magic 0x00000800 + rank, big-endian uint32 dims, data."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()
 
 
 def test_parse_idx_reads_dims_and_data():
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    parsed = data.parse_idx(idx_bytes(array), "test")
-    assert torch.equal(parsed, torch.from_numpy(array))
-    with pytest.raises(ValueError, match="IDX header says dims"):
-        data.parse_idx(idx_bytes(array)[:-1], "short.idx")
-    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
-        data.parse_idx(b"\x00\x00\x0d\x01" + bytes(8), "float.idx")
+    assert torch.equal(data.parse_idx(idx_bytes(array), "cube.idx"), torch.from_numpy(array))
+    labels = np.array([9, 0, 3], dtype=np.uint8)
+    assert data.parse_idx(idx_bytes(labels), "labels.idx").tolist() == [9, 0, 3]
+    # a big dimension read big-endian: 300 = 0x0000012c
+    wide = np.zeros((1, 300), dtype=np.uint8)
+    assert data.parse_idx(idx_bytes(wide), "wide.idx").shape == (1, 300)
 
 
-def write_fashion_mnist(directory: Path, rng: np.random.Generator) -> dict[str, str]:
-    """A tiny Fashion-MNIST in the real layout; returns the content checksums."""
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "wide.idx is not an unsigned-byte IDX file: magic number missing"),
+        (b"\x00\x00\x0d\x01" + bytes(8), "magic number 00000d01, expected 000008"),
+        (b"\x01\x00\x08\x01" + bytes(8), "magic number 01000801"),
+        (b"\x00\x00\x08\x00", "magic number 00000800"),
+        (b"\x00\x00\x08\x03\x00\x00\x00\x02", "header of rank 3 needs 16 bytes, file has 8"),
+        (
+            idx_bytes(np.zeros((2, 3), dtype=np.uint8))[:-1],
+            r"IDX header says dims \[2, 3\] \(18 bytes\), file has 17",
+        ),
+        (idx_bytes(np.zeros((2, 3), dtype=np.uint8)) + b"\x00", "file has 19"),
+    ],
+)
+def test_parse_idx_refuses_malformed_files(content, message):
+    with pytest.raises(ValueError, match=message):
+        data.parse_idx(content, "wide.idx")
+
+
+def write_fashion_mnist(directory: Path, rng: np.random.Generator, image_shape=(28, 28)) -> dict[str, str]:
+    """A tiny Fashion-MNIST in the real layout (gzipped IDX files); returns their content SHA-256s."""
     directory.mkdir(parents=True)
-    sizes = {"train": 12, "t10k": 5}
     checksums = {}
-    for prefix, count in sizes.items():
+    for prefix, count in {"train": 12, "t10k": 5}.items():
         for kind, array in (
-            ("images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28))),
+            ("images-idx3-ubyte", rng.integers(0, 256, (count, *image_shape))),
             ("labels-idx1-ubyte", rng.integers(0, 10, (count,))),
         ):
             content = idx_bytes(array)
@@ -49,17 +73,26 @@ def write_fashion_mnist(directory: Path, rng: np.random.Generator) -> dict[str, 
     return checksums
 
 
-def test_fashion_mnist_from_idx_files_is_padded_and_verified(tmp_path, monkeypatch):
-    checksums = write_fashion_mnist(tmp_path / "source", np.random.default_rng(0))
-    monkeypatch.setenv("ORTHOREG_FASHION_MNIST_DIR", str(tmp_path / "source"))
+def use_fashion_source(monkeypatch, source: Path, checksums: dict[str, str]) -> None:
+    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(source))
     monkeypatch.setattr(data, "FASHION_MNIST_FILES", checksums)
+
+
+def test_fashion_mnist_from_idx_files_is_padded_and_verified(tmp_path, monkeypatch):
+    use_fashion_source(
+        monkeypatch, tmp_path / "source", write_fashion_mnist(tmp_path / "source", np.random.default_rng(0))
+    )
     data.prepare_dataset("fashion_mnist", tmp_path / "data")
-    images, labels = data.load_split("fashion_mnist", tmp_path / "data", "train")
-    raw = gzip.decompress((tmp_path / "source" / "train-images-idx3-ubyte.gz").read_bytes())
-    original = data.parse_idx(raw, "raw")
-    assert images.shape == (12, 1, 32, 32) and labels.dtype == torch.int64
-    assert torch.equal(images[:, 0, 2:30, 2:30], original)
-    assert images[:, :, :2].sum() == 0 and images[:, :, :, 30:].sum() == 0
+    for split, prefix, count in (("train", "train", 12), ("test", "t10k", 5)):
+        images, labels = data.load_split("fashion_mnist", tmp_path / "data", split)
+        raw_images = gzip.decompress((tmp_path / "source" / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
+        raw_labels = gzip.decompress((tmp_path / "source" / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+        original = np.frombuffer(raw_images[16:], dtype=np.uint8).reshape(count, 28, 28)
+        assert images.shape == (count, 1, 32, 32) and images.dtype == torch.uint8
+        assert torch.equal(images[:, 0, 2:30, 2:30], torch.from_numpy(original.copy()))
+        assert images[:, :, :2].sum() == 0 and images[:, :, 30:].sum() == 0
+        assert images[:, :, :, :2].sum() == 0 and images[:, :, :, 30:].sum() == 0
+        assert labels.dtype == torch.int64 and labels.tolist() == list(raw_labels[8:])
 
 
 def test_corrupted_fashion_mnist_is_refused_and_nothing_prepared(tmp_path, monkeypatch):
@@ -68,125 +101,333 @@ def test_corrupted_fashion_mnist_is_refused_and_nothing_prepared(tmp_path, monke
     content = bytearray(gzip.decompress(target.read_bytes()))
     content[-1] ^= 1
     target.write_bytes(gzip.compress(bytes(content)))
-    monkeypatch.setenv("ORTHOREG_FASHION_MNIST_DIR", str(tmp_path / "source"))
-    monkeypatch.setattr(data, "FASHION_MNIST_FILES", checksums)
-    with pytest.raises(ValueError, match="checksum mismatch for .*t10k-labels-idx1-ubyte.gz"):
+    use_fashion_source(monkeypatch, tmp_path / "source", checksums)
+    expected, actual = checksums["t10k-labels-idx1-ubyte"], hashlib.sha256(content).hexdigest()
+    with pytest.raises(
+        ValueError, match=f"checksum mismatch for .*t10k-labels-idx1-ubyte.gz.*{actual}.*{expected}"
+    ):
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
     assert not (tmp_path / "data" / "fashion_mnist" / "prepared.json").exists()
     with pytest.raises(FileNotFoundError, match="orthoreg prepare-data --dataset fashion_mnist"):
         data.load_split("fashion_mnist", tmp_path / "data", "train")
 
 
+def test_fashion_mnist_wrong_dims_or_missing_source_are_clear_errors(tmp_path, monkeypatch):
+    checksums = write_fashion_mnist(tmp_path / "source", np.random.default_rng(2), image_shape=(27, 28))
+    use_fashion_source(monkeypatch, tmp_path / "source", checksums)
+    with pytest.raises(ValueError, match=r"IDX dims \[12, 27, 28\], expected \[N, 28, 28\]"):
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    (tmp_path / "source" / "t10k-images-idx3-ubyte.gz").unlink()
+    monkeypatch.setattr(
+        data, "FASHION_MNIST_FILES", write_fashion_mnist(tmp_path / "ok", np.random.default_rng(3))
+    )
+    (tmp_path / "ok" / "t10k-images-idx3-ubyte.gz").unlink()
+    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(tmp_path / "ok"))
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.gz .* not found in .*ok"):
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="ORTHOREG_FASHION_MNIST_DIR=.*absent is not a directory"):
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_fashion_mnist_content_and_normalisation_constants(tmp_path):
-    data.prepare_dataset("fashion_mnist", tmp_path)
+def test_real_fashion_mnist_content_and_normalisation_constants(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.FASHION_MNIST_SOURCE_VARIABLE, raising=False)
+    data.prepare_dataset("fashion_mnist", tmp_path)  # verifies the four content SHA-256s
     images, labels = data.load_split("fashion_mnist", tmp_path, "train")
-    assert images.shape == (60000, 1, 32, 32)
+    info = data.dataset_info("fashion_mnist")
+    assert images.shape == (info.train_size, 1, 32, 32)
+    assert data.load_split("fashion_mnist", tmp_path, "test")[0].shape[0] == info.test_size
     assert torch.equal(torch.bincount(labels), torch.full((10,), 6000))
     pixels = images.double() / 255
-    info = data.dataset_info("fashion_mnist")
     assert pixels.mean().item() == pytest.approx(info.mean[0], abs=1e-4)
     assert pixels.std().item() == pytest.approx(info.std[0], abs=1e-4)
+    # the unpadded statistics are the published Fashion-MNIST ones (0.2860, 0.3530)
+    assert pixels[:, :, 2:30, 2:30].mean().item() == pytest.approx(0.2860, abs=1e-4)
+    assert pixels[:, :, 2:30, 2:30].std().item() == pytest.approx(0.3530, abs=1e-4)
 
 
-def cifar_archive(path: Path, name: str, rng: np.random.Generator) -> str:
-    """A CIFAR archive in the exact real layout with a few images per batch; returns its MD5."""
+# ---------------------------------------------------------------- CIFAR
+
+
+def cifar_archive(path: Path, name: str, rng: np.random.Generator, skip: str | None = None) -> str:
+    """A CIFAR archive in the exact real layout (a folder of pickled dict batches with bytes keys) with
+    a few images per batch; returns its MD5."""
     source = data.CIFAR_SOURCES[name]
     label_key = source["label_key"]
     with tarfile.open(path, "w:gz") as archive:
+        folder = tarfile.TarInfo(source["folder"])
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
         for member in source["train"] + source["test"]:
+            if member == skip:
+                continue
             batch = {
-                b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8),
-                label_key: [int(v) for v in rng.integers(0, 10, 4)],
                 b"batch_label": member.encode(),
+                label_key: [int(v) for v in rng.integers(0, 10, 4)],
+                b"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8),
+                b"filenames": [f"img{k}.png".encode() for k in range(4)],
             }
-            payload = pickle.dumps(batch)
+            payload = pickle.dumps(batch, protocol=2)
             info = tarfile.TarInfo(f"{source['folder']}/{member}")
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def serve(monkeypatch, name: str, archive: Path, md5: str) -> dict:
+    source = dict(data.CIFAR_SOURCES[name], url=archive.as_uri(), md5=md5)
+    monkeypatch.setitem(data.CIFAR_SOURCES, name, source)
+    return source
+
+
+def read_batches(archive: Path, source: dict, split: str) -> list[dict]:
+    with tarfile.open(archive) as tar:
+        return [
+            pickle.load(tar.extractfile(f"{source['folder']}/{member}"), encoding="bytes")
+            for member in source[split]
+        ]
+
+
+def test_cifar_sources_are_torchvisions():
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    for name, reference in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+        source = data.CIFAR_SOURCES[name]
+        assert (source["url"], source["md5"], source["archive"], source["folder"]) == (
+            reference.url,
+            reference.tgz_md5,
+            reference.filename,
+            reference.base_folder,
+        )
+        assert source["train"] == [member for member, _ in reference.train_list]
+        assert source["test"] == [member for member, _ in reference.test_list]
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_download_checksum_and_batches(tmp_path, monkeypatch, name):
     served = tmp_path / "served.tar.gz"
-    md5 = cifar_archive(served, name, np.random.default_rng(2))
-    source = dict(data.CIFAR_SOURCES[name], url=served.as_uri(), md5=md5)
-    monkeypatch.setitem(data.CIFAR_SOURCES, name, source)
+    source = serve(monkeypatch, name, served, cifar_archive(served, name, np.random.default_rng(2)))
     data.prepare_dataset(name, tmp_path / "data")
-    images, labels = data.load_split(name, tmp_path / "data", "train")
-    train_batches = len(source["train"])
-    assert images.shape == (4 * train_batches, 3, 32, 32) and labels.shape == (4 * train_batches,)
-    with tarfile.open(served) as archive:
-        first = pickle.load(archive.extractfile(f"{source['folder']}/{source['train'][0]}"), encoding="bytes")
-    # CIFAR rows are 1024 red, then green, then blue values, row-major
-    assert torch.equal(images[0, 1, 0], torch.from_numpy(first[b"data"][0, 1024:1056]))
-    assert data.load_split(name, tmp_path / "data", "test", limit=3)[0].shape[0] == 3
+    assert (tmp_path / "data" / name / source["archive"]).exists()
+    for split in ("train", "test"):
+        images, labels = data.load_split(name, tmp_path / "data", split)
+        batches = read_batches(served, source, split)
+        rows = np.concatenate([batch[b"data"] for batch in batches])
+        # a CIFAR row is 1024 red, then 1024 green, then 1024 blue values, each a row-major 32x32 plane
+        expected = np.stack(
+            [rows[:, 1024 * c : 1024 * (c + 1)].reshape(-1, 32, 32) for c in range(3)], axis=1
+        )
+        assert torch.equal(images, torch.from_numpy(expected))
+        assert labels.tolist() == [v for batch in batches for v in batch[source["label_key"]]]
+    limited = data.load_split(name, tmp_path / "data", "test", limit=3)
+    assert torch.equal(limited[0], data.load_split(name, tmp_path / "data", "test")[0][:3])
 
 
-def test_corrupted_cifar_archive_gives_a_clear_error_and_no_dataset(tmp_path, monkeypatch):
+def test_a_placed_archive_is_used_without_download(tmp_path, monkeypatch):
+    placed = tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz"
+    placed.parent.mkdir(parents=True)
+    md5 = cifar_archive(placed, "cifar10", np.random.default_rng(4))
+    serve(monkeypatch, "cifar10", tmp_path / "unreachable.tar.gz", md5)
+    data.prepare_dataset("cifar10", tmp_path / "data")
+    assert data.load_split("cifar10", tmp_path / "data", "train")[0].shape == (20, 3, 32, 32)
+
+
+def test_corrupted_download_gives_a_clear_error_and_no_dataset(tmp_path, monkeypatch):
     served = tmp_path / "served.tar.gz"
     md5 = cifar_archive(served, "cifar10", np.random.default_rng(3))
     content = bytearray(served.read_bytes())
     content[len(content) // 2] ^= 0xFF
     served.write_bytes(bytes(content))
-    monkeypatch.setitem(
-        data.CIFAR_SOURCES, "cifar10", dict(data.CIFAR_SOURCES["cifar10"], url=served.as_uri(), md5=md5)
-    )
-    with pytest.raises(ValueError, match=f"checksum mismatch .* expected {md5}"):
+    actual = hashlib.md5(content).hexdigest()
+    serve(monkeypatch, "cifar10", served, md5)
+    with pytest.raises(
+        ValueError, match=f"checksum mismatch for cifar-10-python.tar.gz .*MD5 {actual}, expected {md5}"
+    ):
         data.prepare_dataset("cifar10", tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data" / "cifar10").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        data.load_split("cifar10", tmp_path / "data", "train")
+    # through the command line: exit status 2 and the message, still nothing prepared
+    assert orthoreg_main(["prepare-data", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data")]) == 2
     assert not (tmp_path / "data" / "cifar10" / "prepared.json").exists()
+
+
+def test_corrupted_placed_archive_is_reported_and_kept(tmp_path, monkeypatch):
+    placed = tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz"
+    placed.parent.mkdir(parents=True)
+    md5 = cifar_archive(placed, "cifar10", np.random.default_rng(5))
+    placed.write_bytes(placed.read_bytes()[:-10])
+    truncated = placed.read_bytes()
+    serve(monkeypatch, "cifar10", tmp_path / "served.tar.gz", md5)
+    actual = hashlib.md5(truncated).hexdigest()
+    with pytest.raises(
+        ValueError, match=f"checksum mismatch for {placed}: MD5 {actual}, expected {md5}.*delete it"
+    ):
+        data.prepare_dataset("cifar10", tmp_path / "data")
+    assert placed.read_bytes() == truncated
     assert not (tmp_path / "data" / "cifar10" / "train.pt").exists()
 
 
+def test_archive_without_a_batch_names_the_member(tmp_path, monkeypatch):
+    served = tmp_path / "served.tar.gz"
+    serve(
+        monkeypatch,
+        "cifar10",
+        served,
+        cifar_archive(served, "cifar10", np.random.default_rng(6), skip="data_batch_3"),
+    )
+    with pytest.raises(ValueError, match="has no file cifar-10-batches-py/data_batch_3"):
+        data.prepare_dataset("cifar10", tmp_path / "data")
+    assert not (tmp_path / "data" / "cifar10" / "prepared.json").exists()
+
+
 def test_unreachable_download_names_the_url_and_where_to_put_the_file(tmp_path, monkeypatch):
-    missing = (tmp_path / "nowhere.tar.gz").as_uri()
-    monkeypatch.setitem(data.CIFAR_SOURCES, "cifar10", dict(data.CIFAR_SOURCES["cifar10"], url=missing))
+    serve(monkeypatch, "cifar10", tmp_path / "nowhere.tar.gz", data.CIFAR_SOURCES["cifar10"]["md5"])
     with pytest.raises(RuntimeError, match="could not download .*nowhere.tar.gz.*place the file at"):
         data.prepare_dataset("cifar10", tmp_path / "data")
+    assert list((tmp_path / "data" / "cifar10").iterdir()) == []
 
 
-def test_prepare_is_idempotent_and_unknown_names_are_listed(tmp_path):
+# ---------------------------------------------------------------- synthetic, prepare/load, CLI
+
+
+def test_synthetic_is_learnable_and_its_constants_are_measured(tmp_path):
+    data.prepare_dataset("synthetic", tmp_path)
+    train_images, train_labels = data.load_split("synthetic", tmp_path, "train")
+    test_images, test_labels = data.load_split("synthetic", tmp_path, "test")
+    info = data.dataset_info("synthetic")
+    assert (train_images.shape[0], test_images.shape[0]) == (info.train_size, info.test_size)
+    assert torch.bincount(train_labels, minlength=10).min() > info.train_size / 20
+    # a nearest-class-mean classifier fit on train separates test: the classes carry signal
+    means = torch.stack([train_images[train_labels == k].double().mean(0) for k in range(10)]).flatten(1)
+    predicted = torch.cdist(test_images.double().flatten(1), means).argmin(1)
+    assert (predicted == test_labels).double().mean() > 0.9
+    pixels = train_images.double() / 255
+    assert pixels.mean((0, 2, 3)).tolist() == pytest.approx(info.mean, abs=1e-4)
+    assert pixels.std((0, 2, 3)).tolist() == pytest.approx(info.std, abs=1e-4)
+
+
+def test_prepare_is_idempotent_and_repairs_tampered_files(tmp_path):
     marker = data.prepare_dataset("synthetic", tmp_path)
     stamp = marker.stat().st_mtime_ns
     assert data.prepare_dataset("synthetic", tmp_path) == marker and marker.stat().st_mtime_ns == stamp
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'; available: cifar10, cifar100"):
+    reference = data.load_split("synthetic", tmp_path, "test")
+    stored = tmp_path / "synthetic" / "test.pt"
+    stored.write_bytes(stored.read_bytes()[:-1])
+    data.prepare_dataset("synthetic", tmp_path)  # the digest no longer matches: prepared again
+    again = data.load_split("synthetic", tmp_path, "test")
+    assert torch.equal(again[0], reference[0]) and torch.equal(again[1], reference[1])
+    assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == [
+        "prepared.json",
+        "test.pt",
+        "train.pt",
+    ]
+
+
+def test_unknown_names_and_bad_limits_are_refused(tmp_path):
+    with pytest.raises(
+        ValueError, match="unknown dataset 'mnist'; available: cifar10, cifar100, fashion_mnist, synthetic"
+    ):
         data.dataset_info("mnist")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        data.prepare_dataset("mnist", tmp_path)
+    assert not (tmp_path / "mnist").exists()
+    data.prepare_dataset("synthetic", tmp_path)
     with pytest.raises(ValueError, match="limit must be at least 1, got 0"):
         data.load_split("synthetic", tmp_path, "train", limit=0)
     with pytest.raises(ValueError, match="unknown split 'val'"):
         data.load_split("synthetic", tmp_path, "val")
+    with pytest.raises(ValueError, match="one mean and one std > 0 per channel"):
+        data.register_dataset(data.DatasetInfo("bad", 10, 3, 32, (0.5,), (0.2,), 1, 1), lambda d: None)
+    assert "bad" not in data.available_datasets()
 
 
-def make_loader(count=10, batch=4, augment=True):
-    images = torch.randint(0, 256, (count, 3, 8, 8), dtype=torch.uint8)
-    labels = torch.arange(count)
-    return data.TensorLoader(images, labels, batch, shuffle=True, augment=augment, pad=2)
+def test_prepare_data_command(tmp_path, capsys):
+    assert orthoreg_main(["prepare-data", "--dataset", "synthetic", "--data-dir", str(tmp_path)]) == 0
+    assert "synthetic: prepared and verified" in capsys.readouterr().out
+    assert data.load_split("synthetic", tmp_path, "train", limit=5)[0].shape == (5, 3, 32, 32)
+    assert orthoreg_main(["prepare-data", "--dataset", "nope", "--data-dir", str(tmp_path)]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
 
 
-def test_loader_augmentation_is_a_shifted_window_of_the_padded_image_then_a_flip():
-    loader = make_loader()
+# ---------------------------------------------------------------- the loader
+
+
+def make_loader(count=10, batch=4, augment=True, pad=2, size=8, **options):
+    generator = torch.Generator().manual_seed(count)
+    images = torch.randint(1, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
+    return data.TensorLoader(
+        images, torch.arange(count), batch, shuffle=True, augment=augment, pad=pad, **options
+    )
+
+
+@pytest.mark.parametrize(("pad", "size"), [(2, 8), (4, 32)])
+def test_augmentation_is_a_window_of_the_zero_padded_image_then_a_flip(pad, size):
+    loader = make_loader(count=64, batch=16, pad=pad, size=size)
     plan = loader.plan_epoch(torch.Generator().manual_seed(0))
-    assert plan.flips is not None and plan.flips.any() and not plan.flips.all()
-    seen = 0
+    assert plan.flips.any() and not plan.flips.all()
+    assert set(plan.shifts.flatten().tolist()) == set(range(2 * pad + 1))
+    seen = []
     for x, y in loader.batches(plan):
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.min() >= 0.0 and x.max() <= 1.0
         for image, label in zip(x, y):
             dy, dx = plan.shifts[label].tolist()
-            window = F.pad(loader.images[label].float() / 255, (2, 2, 2, 2))[:, dy : dy + 8, dx : dx + 8]
-            expected = window.flip(-1) if plan.flips[label] else window
+            padded = F.pad(loader.images[label].float() / 255, (pad, pad, pad, pad))
+            window = padded[:, dy : dy + size, dx : dx + size]
+            expected = torch.flip(window, dims=[-1]) if plan.flips[label] else window
             torch.testing.assert_close(image, expected, rtol=0, atol=0)
-            seen += 1
-    assert seen == 10 and len(loader) == 3
+            seen.append(int(label))
+    assert seen == plan.order.tolist()
 
 
-def test_loader_replays_from_a_batch_index_and_is_deterministic():
+def test_without_augmentation_batches_are_the_scaled_images_in_plan_order():
+    loader = make_loader(augment=False)
+    plan = loader.plan_epoch(torch.Generator().manual_seed(1))
+    x = torch.cat([x for x, _ in loader.batches(plan)])
+    assert torch.equal(x, loader.images[plan.order].float() / 255)
+    ordered = data.TensorLoader(loader.images, loader.labels, 3, shuffle=False, augment=False)
+    assert torch.cat([y for _, y in ordered.batches(ordered.plan_epoch(torch.Generator()))]).tolist() == list(
+        range(10)
+    )
+
+
+def test_loader_is_deterministic_and_replays_from_a_batch_index():
     loader = make_loader()
     first = list(loader.batches(loader.plan_epoch(torch.Generator().manual_seed(5))))
-    plan = loader.plan_epoch(torch.Generator().manual_seed(5))
-    tail = list(loader.batches(plan, start=1))
+    again = list(loader.batches(loader.plan_epoch(torch.Generator().manual_seed(5))))
+    assert len(first) == len(loader) == 3 and [len(y) for _, y in first] == [4, 4, 2]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    tail = list(loader.batches(loader.plan_epoch(torch.Generator().manual_seed(5)), start=1))
+    assert len(tail) == 2
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first[1:], tail))
-    plain = make_loader(augment=False)
-    x, _ = next(plain.batches(plain.plan_epoch(torch.Generator().manual_seed(0))))
-    assert x.min() >= 0.0 and x.max() <= 1.0 and x.dtype == torch.float32
-    drop = data.TensorLoader(plain.images, plain.labels, 4, shuffle=False, augment=False, drop_last=True)
-    assert len(drop) == 2
+    other = list(loader.batches(loader.plan_epoch(torch.Generator().manual_seed(6))))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_drop_last_and_bad_loader_input():
+    images, labels = make_loader().images, torch.arange(10)
+    assert len(data.TensorLoader(images, labels, 4, shuffle=False, augment=False, drop_last=True)) == 2
+    cases = [
+        ((images, labels, 0), {}, "batch_size must be a positive integer, got 0"),
+        ((images.float(), labels, 4), {}, "images must be uint8"),
+        ((images, labels[:9], 4), {}, r"one label per image .* labels \(9,\) for 10 images"),
+        (
+            (images, labels, 11),
+            {"drop_last": True},
+            "drop_last with 10 images and batch_size 11 leaves no batch",
+        ),
+    ]
+    for args, options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            data.TensorLoader(*args, shuffle=True, augment=True, **options)
+    loader = make_loader()
+    plan = loader.plan_epoch(torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"start must be a batch index in \[0, 3\], got 4"):
+        loader.batches(plan, start=4)
+    with pytest.raises(ValueError, match="plan covers 9 samples, the loader holds 10"):
+        make_loader(count=10).batches(make_loader(count=9).plan_epoch(torch.Generator()))
+    with pytest.raises(ValueError, match="plan has no crop offsets"):
+        loader.batches(make_loader(augment=False).plan_epoch(torch.Generator()))

@@ -54,7 +54,7 @@ def test_ablation_target_plans_only_its_runs(tmp_path):
     [
         ("modles=[resnet20]", "unknown config key 'modles'; allowed keys:"),
         ("models=[resnet99]", "unknown name 'resnet99'; valid names:"),
-        ("seeds=[-1]", "-1 is less than the minimum of 0"),
+        ("gpu_resource=maybe", "'maybe' is not of type 'boolean'"),
     ],
 )
 def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):

@@ -308,7 +308,7 @@ def test_regularizer_applies_lambda_and_the_step_schedule():
         (lambda w: orthoreg.penalty("fro", w[0]), "weight must have rank 4 .* or 2 .*, got rank 3"),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=0.0), r"rho must be in \(0, 1\], got 0.0"),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=1.5), r"rho must be in \(0, 1\], got 1.5"),
-        (lambda w: orthoreg.penalty("dn_strict", w, gamma=-1.0), "gamma must be >= 0, got -1.0"),
+        (lambda w: orthoreg.penalty("dn_strict", w, gamma=-1.0), "gamma must be a finite number >= 0, got -1.0"),
         (lambda w: orthoreg.penalty("fro", w, gamma=1.0), "'fro' does not take option"),
         (lambda w: orthoreg.penalty("fro", w * float("nan")), "non-finite values"),
         (
@@ -359,3 +359,16 @@ def test_available_regularizers_lists_every_name_with_a_description():
         "dn_welch",
     }
     assert all(isinstance(text, str) and text for text in names.values())
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (8, 36), (16, 6, 1, 1), (9, 1, 3, 3)])
+def test_fro_so_and_dso_differ_by_constants_only(shape):
+    """W W^T and W^T W share their nonzero spectrum: fro - so = max(o - n, 0) and dso = 2 fro - (o - n),
+    so the three have the same gradient up to a factor (docs/method.md)."""
+    weight = random_weight(shape, seed=11).requires_grad_()
+    o, n = shape[0], weight[0].numel()
+    fro, so, dso = (orthoreg.penalty(name, weight) for name in ("fro", "so", "dso"))
+    assert float(fro - so) == pytest.approx(max(o - n, 0), abs=1e-3)
+    assert float(dso - 2 * fro) == pytest.approx(n - o, abs=1e-3)
+    grad_fro, grad_so = (torch.autograd.grad(value, weight, retain_graph=True)[0] for value in (fro, so))
+    torch.testing.assert_close(grad_fro, grad_so, rtol=1e-4, atol=1e-5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import pickle
 import shutil
@@ -56,6 +57,13 @@ _DATASETS: dict[str, _Dataset] = {}
 def register_dataset(info: DatasetInfo, fetch: Callable[[Path], tuple[Split, Split]]) -> None:
     """Register a dataset: `fetch(directory)` returns ((train images, labels), (test images, labels)),
     images uint8 [N, C, H, W], labels int64 [N], after verifying whatever it downloaded or read."""
+    if len(info.mean) != info.in_channels or len(info.std) != info.in_channels or min(info.std) <= 0:
+        raise ValueError(
+            f"dataset {info.name!r}: need one mean and one std > 0 per channel ({info.in_channels}),"
+            f" got mean {info.mean}, std {info.std}"
+        )
+    if info.num_classes < 1 or info.image_size < 1:
+        raise ValueError(f"dataset {info.name!r}: num_classes and image_size must be positive, got {info}")
     _DATASETS[info.name] = _Dataset(info, fetch)
 
 
@@ -99,21 +107,34 @@ def _atomic_write_text(text: str, path: Path) -> None:
 
 
 def download(url: str, path: Path, md5: str) -> Path:
-    """Fetch `url` to `path` unless a file with the right MD5 is already there; verify before use."""
-    if not (path.exists() and file_digest(path) == md5):
-        partial = path.with_name(path.name + ".part")
-        try:
-            with urllib.request.urlopen(url) as response, open(partial, "wb") as stream:
-                shutil.copyfileobj(response, stream)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise RuntimeError(
-                f"could not download {url}: {error}; place the file at {path} by hand and rerun"
-            ) from error
-        os.replace(partial, path)
-    actual = file_digest(path)
+    """`path` verified against `md5`: a file already there (e.g. placed by hand) is checked and never
+    overwritten; otherwise `url` is fetched to `path.part`, checked, and only then renamed to `path`, so
+    `path` never holds a partial or unverified download."""
+    if path.exists():
+        actual = file_digest(path)
+        if actual != md5:
+            raise ValueError(
+                f"checksum mismatch for {path}: MD5 {actual}, expected {md5}; the file is corrupt or"
+                f" not the official one: delete it and rerun to download {url}"
+            )
+        return path
+    partial = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url) as response, open(partial, "wb") as stream:
+            shutil.copyfileobj(response, stream)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"could not download {url}: {error}; place the file at {path} by hand and rerun"
+        ) from error
+    actual = file_digest(partial)
     if actual != md5:
-        raise ValueError(f"checksum mismatch for {path}: MD5 {actual}, expected {md5}; delete it and rerun")
+        partial.unlink()
+        raise ValueError(
+            f"checksum mismatch for {path.name} downloaded from {url}: MD5 {actual}, expected {md5};"
+            " nothing was kept, rerun to download again"
+        )
+    os.replace(partial, path)
     return path
 
 
@@ -122,6 +143,7 @@ def download(url: str, path: Path, md5: str) -> Path:
 CIFAR_SOURCES: dict[str, dict[str, Any]] = {
     "cifar10": {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "archive": "cifar-10-python.tar.gz",  # its name in root/<name>/, where one may also be placed by hand
         "md5": "c58f30108f718f92721af3b95e74349a",
         "folder": "cifar-10-batches-py",
         "train": [f"data_batch_{k}" for k in range(1, 6)],
@@ -130,6 +152,7 @@ CIFAR_SOURCES: dict[str, dict[str, Any]] = {
     },
     "cifar100": {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "archive": "cifar-100-python.tar.gz",  # its name in root/<name>/, where one may also be placed by hand
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
         "folder": "cifar-100-python",
         "train": ["train"],
@@ -139,27 +162,47 @@ CIFAR_SOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-def _read_cifar_batches(archive: tarfile.TarFile, folder: str, members: list[str], label_key: bytes) -> Split:
+def _read_cifar_batches(
+    archive: tarfile.TarFile, path: Path, folder: str, members: list[str], label_key: bytes
+) -> Split:
+    """The pickled batches (dicts with b"data" uint8 [N, 3072], rows of 1024 R, G, B values, and the
+    labels under `label_key`) read straight from the verified archive; nothing is extracted to disk."""
     images, labels = [], []
     for member in members:
-        stream = archive.extractfile(f"{folder}/{member}")
+        name = f"{folder}/{member}"
+        try:
+            stream = archive.extractfile(name)
+        except KeyError:
+            stream = None
         if stream is None:
-            raise ValueError(f"{folder}/{member} is not a file in the CIFAR archive")
+            raise ValueError(f"{path} has no file {name}; is it the official CIFAR python archive?")
         batch = pickle.load(stream, encoding="bytes")
-        images.append(torch.as_tensor(batch[b"data"], dtype=torch.uint8).reshape(-1, 3, 32, 32))
-        labels.append(torch.as_tensor(batch[label_key], dtype=torch.int64))
+        if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+            raise ValueError(f"{path}: {name} lacks the keys b'data' and {label_key!r}")
+        data = torch.as_tensor(batch[b"data"], dtype=torch.uint8)
+        batch_labels = torch.as_tensor(batch[label_key], dtype=torch.int64)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != batch_labels.numel():
+            raise ValueError(
+                f"{path}: {name} holds data {tuple(data.shape)} and {batch_labels.numel()} labels,"
+                " expected [N, 3072] with one label each"
+            )
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
     return torch.cat(images), torch.cat(labels)
 
 
 def _fetch_cifar(name: str) -> Callable[[Path], tuple[Split, Split]]:
     def fetch(directory: Path) -> tuple[Split, Split]:
+        """The official archive in `directory` (downloaded there, or placed by hand), MD5-verified
+        before a single member is read."""
         source = CIFAR_SOURCES[name]
-        path = download(source["url"], directory / source["url"].rsplit("/", 1)[1], source["md5"])
+        path = download(source["url"], directory / source["archive"], source["md5"])
         with tarfile.open(path, "r:gz") as archive:
-            return tuple(  # type: ignore[return-value]
-                _read_cifar_batches(archive, source["folder"], source[split], source["label_key"])
+            train, test = (
+                _read_cifar_batches(archive, path, source["folder"], source[split], source["label_key"])
                 for split in SPLITS
             )
+        return train, test
 
     return fetch
 
@@ -167,54 +210,80 @@ def _fetch_cifar(name: str) -> Callable[[Path], tuple[Split, Split]]:
 # ---------------------------------------------------------------- Fashion-MNIST
 
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-# SHA-256 of the DECOMPRESSED IDX files of the official release. Debian recompresses them, so the .gz
-# bytes differ from upstream's while the content is identical; verifying the content covers both.
+FASHION_MNIST_SOURCE_VARIABLE = "ORTHOREG_FASHION_MNIST_DIR"
+# SHA-256 of the DECOMPRESSED IDX files of the official release (the content of upstream's
+# train-images-idx3-ubyte.gz etc.), measured on Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1.
+# Debian recompresses the files, so its .gz bytes differ from upstream's (train-images: MD5 cf8536b0...
+# against upstream's 8d4fb7e6...) while the content is the same; checking the content covers both.
 FASHION_MNIST_FILES = {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
     "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-IDX_DTYPES = {0x08: torch.uint8}
+IDX_UBYTE = 0x08
+# the magic number's rank byte and the per-sample shape of each Fashion-MNIST file
+FASHION_MNIST_SHAPES = {"images": (28, 28), "labels": ()}
 
 
 def parse_idx(content: bytes, source: str) -> torch.Tensor:
-    """An IDX file (the MNIST format): zero, zero, a type byte, the rank, big-endian dims, the data."""
-    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] not in IDX_DTYPES:
-        raise ValueError(f"{source} is not an unsigned-byte IDX file (header {content[:4].hex()})")
+    """An unsigned-byte IDX file (the MNIST format): the magic number (two zero bytes, type 0x08, the
+    rank), one big-endian uint32 per dimension, then the data in C order."""
+    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] != IDX_UBYTE or content[3] == 0:
+        raise ValueError(
+            f"{source} is not an unsigned-byte IDX file: magic number {content[:4].hex() or 'missing'},"
+            f" expected 000008 followed by the rank (>= 1)"
+        )
     rank = content[3]
-    dims = [int.from_bytes(content[4 + 4 * k : 8 + 4 * k], "big") for k in range(rank)]
     offset = 4 + 4 * rank
-    expected = offset + int(torch.tensor(dims).prod()) if dims else offset
+    if len(content) < offset:
+        raise ValueError(f"{source}: IDX header of rank {rank} needs {offset} bytes, file has {len(content)}")
+    dims = [int.from_bytes(content[4 + 4 * k : 8 + 4 * k], "big") for k in range(rank)]
+    expected = offset + math.prod(dims)
     if len(content) != expected:
         raise ValueError(f"{source}: IDX header says dims {dims} ({expected} bytes), file has {len(content)}")
     return torch.frombuffer(bytearray(content[offset:]), dtype=torch.uint8).reshape(dims)
 
 
 def _fashion_mnist_source() -> Path | None:
-    source = Path(os.environ.get("ORTHOREG_FASHION_MNIST_DIR", FASHION_MNIST_DEBIAN_DIR))
-    return source if source.is_dir() else None
+    """The directory named by ORTHOREG_FASHION_MNIST_DIR (which must exist), else Debian's when
+    installed, else None (download with torchvision)."""
+    chosen = os.environ.get(FASHION_MNIST_SOURCE_VARIABLE)
+    if chosen:
+        if not Path(chosen).is_dir():
+            raise FileNotFoundError(f"{FASHION_MNIST_SOURCE_VARIABLE}={chosen} is not a directory")
+        return Path(chosen)
+    debian = Path(FASHION_MNIST_DEBIAN_DIR)
+    return debian if debian.is_dir() else None
 
 
-def _read_fashion_mnist_file(directory: Path, stem: str, expected_sha256: str) -> torch.Tensor:
+def _read_fashion_mnist_file(directory: Path, stem: str, kind: str) -> torch.Tensor:
+    """One IDX file (gzipped or not), its decompressed content checked against the official SHA-256."""
     candidates = [directory / f"{stem}.gz", directory / stem]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
-        raise FileNotFoundError(f"{stem}(.gz) not found in {directory}")
-    content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    actual = hashlib.sha256(content).hexdigest()
-    if actual != expected_sha256:
+        raise FileNotFoundError(f"{stem}.gz (or {stem}) not found in {directory}")
+    try:
+        content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
+    actual, expected = hashlib.sha256(content).hexdigest(), FASHION_MNIST_FILES[stem]
+    if actual != expected:
         raise ValueError(
-            f"checksum mismatch for {path}: content SHA-256 {actual}, expected {expected_sha256}"
+            f"checksum mismatch for {path}: decompressed content SHA-256 {actual}, expected {expected}"
         )
-    return parse_idx(content, str(path))
+    array = parse_idx(content, str(path))
+    if tuple(array.shape[1:]) != FASHION_MNIST_SHAPES[kind]:
+        raise ValueError(
+            f"{path}: IDX dims {list(array.shape)}, expected [N{''.join(f', {d}' for d in FASHION_MNIST_SHAPES[kind])}]"
+        )
+    return array
 
 
 def _fetch_fashion_mnist(directory: Path) -> tuple[Split, Split]:
-    """From Debian's dataset-fashion-mnist (or ORTHOREG_FASHION_MNIST_DIR), else torchvision's download.
-    28x28 grayscale images are zero-padded by 2 px to 1x32x32, so the CIFAR architectures keep their
-    32 -> 16 -> 8 downsampling with in_channels=1."""
+    """From ORTHOREG_FASHION_MNIST_DIR or Debian's dataset-fashion-mnist, else torchvision's download.
+    The 28x28 grayscale images are zero-padded by 2 px on every side to 1x32x32 (the background is
+    already 0), so the CIFAR architectures keep their 32 -> 16 -> 8 downsampling with in_channels=1."""
     source = _fashion_mnist_source()
     if source is None:
         from torchvision.datasets import FashionMNIST
@@ -223,12 +292,8 @@ def _fetch_fashion_mnist(directory: Path) -> tuple[Split, Split]:
         source = directory / "torchvision" / "FashionMNIST" / "raw"
     splits = []
     for prefix in ("train", "t10k"):
-        images = _read_fashion_mnist_file(
-            source, f"{prefix}-images-idx3-ubyte", FASHION_MNIST_FILES[f"{prefix}-images-idx3-ubyte"]
-        )
-        labels = _read_fashion_mnist_file(
-            source, f"{prefix}-labels-idx1-ubyte", FASHION_MNIST_FILES[f"{prefix}-labels-idx1-ubyte"]
-        )
+        images = _read_fashion_mnist_file(source, f"{prefix}-images-idx3-ubyte", "images")
+        labels = _read_fashion_mnist_file(source, f"{prefix}-labels-idx1-ubyte", "labels")
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{source}: {images.shape[0]} {prefix} images but {labels.shape[0]} labels")
         splits.append((F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels.to(torch.int64)))
@@ -255,6 +320,7 @@ def _fetch_synthetic(directory: Path) -> tuple[Split, Split]:
     return draw(2048), draw(512)
 
 
+# CIFAR mean/std: the standard per-channel statistics of the 50,000 training images
 register_dataset(
     DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 50000, 10000),
     _fetch_cifar("cifar10"),
@@ -263,12 +329,15 @@ register_dataset(
     DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 50000, 10000),
     _fetch_cifar("cifar100"),
 )
-# mean/std of the 2-px padded 32x32 training images (tests recompute them)
+# mean/std of the 2-px padded 32x32 training images (the unpadded 28x28 ones: 0.2860, 0.3530, as
+# published); tests recompute both
 register_dataset(
     DatasetInfo("fashion_mnist", 10, 1, 32, (0.2190,), (0.3318,), 60000, 10000), _fetch_fashion_mnist
 )
+# mean/std of the generated training images (tests recompute them)
 register_dataset(
-    DatasetInfo("synthetic", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 2048, 512), _fetch_synthetic
+    DatasetInfo("synthetic", 10, 3, 32, (0.5300, 0.4832, 0.5109), (0.2964, 0.2859, 0.2901), 2048, 512),
+    _fetch_synthetic,
 )
 
 
@@ -368,14 +437,23 @@ class TensorLoader:
         drop_last: bool = False,
         pad: int = 4,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
             raise ValueError(
-                f"need as many labels as images (and at least one), got {images.shape[0]} and {labels.shape[0]}"
+                f"need one label per image (and at least one image), got labels {tuple(labels.shape)}"
+                f" for {images.shape[0]} images"
             )
+        if drop_last and images.shape[0] < batch_size:
+            raise ValueError(
+                f"drop_last with {images.shape[0]} images and batch_size {batch_size} leaves no batch"
+            )
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
         self.images = images.to(device)
-        self.labels = labels.to(device)
+        self.labels = labels.to(device=device, dtype=torch.int64)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.drop_last, self.pad, self.device = drop_last, pad, torch.device(device)
 
@@ -383,7 +461,9 @@ class TensorLoader:
         count = self.images.shape[0]
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
-    def plan_epoch(self, generator: torch.Generator | None = None) -> EpochPlan:
+    def plan_epoch(self, generator: torch.Generator) -> EpochPlan:
+        """The epoch's order, crop offsets and flips, drawn on the CPU from `generator` alone, so the
+        same generator state gives the same epoch on any device."""
         count = self.images.shape[0]
         order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
         shifts = flips = None
@@ -393,16 +473,29 @@ class TensorLoader:
         return EpochPlan(order, shifts, flips)
 
     def batches(self, plan: EpochPlan, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches `start`, `start + 1`, ... of the epoch `plan` describes: float32 images in [0, 1]
+        and int64 labels on the loader's device. The plan is checked here, before the first batch."""
+        if plan.order.shape[0] != self.images.shape[0]:
+            raise ValueError(
+                f"plan covers {plan.order.shape[0]} samples, the loader holds {self.images.shape[0]}"
+            )
+        if self.augment and (plan.shifts is None or plan.flips is None):
+            raise ValueError("this loader augments, but the plan has no crop offsets and flips")
+        if not 0 <= start <= len(self):
+            raise ValueError(f"start must be a batch index in [0, {len(self)}], got {start}")
+        return self._generate(plan, start)
+
+    def _generate(self, plan: EpochPlan, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # the whole plan goes to the device once per epoch, not once per batch
+        order = plan.order.to(self.device)
+        shifts = None if plan.shifts is None else plan.shifts.to(self.device)
+        flips = None if plan.flips is None else plan.flips.to(self.device)
         for index in range(start, len(self)):
-            rows = plan.order[index * self.batch_size : (index + 1) * self.batch_size]
-            rows_device = rows.to(self.device)
-            images = self.images[rows_device].float().div_(255)
-            if self.augment:
-                assert plan.shifts is not None and plan.flips is not None
-                images = self._augment(
-                    images, plan.shifts[rows].to(self.device), plan.flips[rows].to(self.device)
-                )
-            yield images, self.labels[rows_device]
+            rows = order[index * self.batch_size : (index + 1) * self.batch_size]
+            images = self.images[rows].float().div_(255)
+            if self.augment and shifts is not None and flips is not None:
+                images = self._augment(images, shifts[rows], flips[rows])
+            yield images, self.labels[rows]
 
     def _augment(self, images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """Random crops as one gather over the padded batch, then flips by index reversal."""

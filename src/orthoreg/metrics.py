@@ -33,6 +33,8 @@ MEASURES = (
 def _matrix(weight: torch.Tensor) -> torch.Tensor:
     if weight.dim() not in (2, 4):
         raise ValueError(f"weight must have rank 4 or 2, got shape {tuple(weight.shape)}")
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"non-finite values (NaN or Inf) in the {tuple(weight.shape)} weight")
     return weight.detach().to(torch.float64).flatten(1)
 
 
@@ -70,7 +72,9 @@ def conv_operator_singular_values(weight: torch.Tensor, input_size: tuple[int, i
 
 
 def weight_metrics(
-    weight: torch.Tensor, stride: tuple[int, int] = (1, 1), conv_input_size=None
+    weight: torch.Tensor,
+    stride: tuple[int, int] = (1, 1),
+    conv_input_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Every near-orthogonality measure of one weight tensor."""
     matrix = _matrix(weight)
@@ -106,10 +110,17 @@ def weight_metrics(
 def layer_metrics(
     model: nn.Module, *, include_linear: bool = False, conv_input_size: tuple[int, int] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per regularised layer (the layers `model_penalty` sees), in module order."""
+    """One row per regularised layer (the layers `model_penalty` sees), in module order.
+
+    With `conv_input_size=(H, W)`, `conv_sigma_max`/`conv_sigma_min` are the extreme singular values
+    of each stride-1 convolution as an operator on H x W inputs with circular padding. They stay None
+    for strided convolutions (the DFT does not block-diagonalise a strided operator into per-frequency
+    o x i blocks, so Sedghi et al.'s method does not apply) and for linear layers."""
     rows = []
     for layer in regularized_layers(model, include_linear=include_linear):
         weight: torch.Tensor = layer.module.weight
+        if not bool(torch.isfinite(weight).all()):
+            raise ValueError(f"non-finite values (NaN or Inf) in the weight of layer {layer.name!r}")
         kh, kw = (weight.shape[2], weight.shape[3]) if weight.dim() == 4 else (1, 1)
         row = {
             "layer": layer.name,

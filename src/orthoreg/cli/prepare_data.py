@@ -9,7 +9,11 @@ from orthoreg.data import available_datasets, prepare_dataset
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "prepare-data", help="download or copy a dataset, verify its checksums, store it for training"
+        "prepare-data",
+        help="download or copy a dataset, verify its checksums, store it for training",
+        epilog="CIFAR archives already placed in DATA_DIR/<dataset>/ are verified and used as they are."
+        " Fashion-MNIST is read from $ORTHOREG_FASHION_MNIST_DIR when set, else from Debian's"
+        " /usr/share/datasets/fashion-mnist, else downloaded by torchvision.",
     )
     parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(available_datasets())}")
     parser.add_argument("--data-dir", default="data", help="root of the prepared datasets (default: data)")

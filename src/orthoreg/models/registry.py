@@ -3,6 +3,7 @@ and one import line in orthoreg/models/__init__.py."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -26,12 +27,31 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def _check_options(name: str, factory: Callable[..., nn.Module], options: dict[str, object]) -> None:
+    """Unknown keyword options are a ValueError naming the accepted ones, not a TypeError deep inside."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [p for p in parameters if p not in ("num_classes", "in_channels")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} does not accept option(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
+        )
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def build_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: object) -> nn.Module:
     """A freshly initialised network with `forward_features` and a final `fc` layer."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not _is_positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if not isinstance(in_channels, int) or in_channels < 1:
+    if not _is_positive_int(in_channels):
         raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
-    return _MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    factory = _MODELS[name]
+    _check_options(name, factory, kwargs)
+    return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)

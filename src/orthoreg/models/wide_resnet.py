@@ -38,8 +38,8 @@ class WideResNet(nn.Module):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         n = (depth - 4) // 6
         widths = [16 * width, 32 * width, 64 * width]
         self.stem = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)

@@ -5,9 +5,11 @@ from orthoreg.regularizers.core import model_penalty, penalty, regularized_layer
 from orthoreg.regularizers.disentangled import relaxation_k, welch_bound
 from orthoreg.regularizers.registry import (
     Group,
+    RegularizerSpec,
     available_regularizers,
     register_regularizer,
     regularizer_options,
+    regularizer_spec,
 )
 from orthoreg.regularizers.regularizer import OrthogonalityRegularizer
 from orthoreg.regularizers.schedule import SCHEDULES, schedule_multiplier
@@ -16,12 +18,14 @@ __all__ = [
     "SCHEDULES",
     "Group",
     "OrthogonalityRegularizer",
+    "RegularizerSpec",
     "available_regularizers",
     "model_penalty",
     "penalty",
     "register_regularizer",
     "regularized_layers",
     "regularizer_options",
+    "regularizer_spec",
     "relaxation_k",
     "schedule_multiplier",
     "welch_bound",

@@ -4,28 +4,25 @@ optimiser cannot lower the correlation term by shrinking norms.
 
 dn_strict = D + gamma R; dn_relaxed exempts the k largest |c_jl| (recomputed every call), k from the
 layer's shape and rho; dn_welch only penalises coherence above the Welch bound.
+
+All three are functions of G = W W^T. With s_j = 1 / max(r_j, eps) and C = G * s s^T, a correlation
+term R = sum_{j != l} f(c_jl) has dR/dG_jl = f'(c_jl) s_j s_l off the diagonal and
+dR/dG_jj = -s_j^2 sum_{l != j} f'(c_jl) c_jl on it (zero where r_j <= eps, the clamp's flat side);
+`gram_penalty` turns that into the weight gradient with one matmul.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
-from orthoreg.regularizers.gram import cosines_from_gram, gram, pair_count
+from orthoreg.regularizers.gram import gram_penalty, inverse_norms, pair_count
 from orthoreg.regularizers.registry import Group, register_regularizer
 
-
-def diagonal_term(filter_gram: torch.Tensor) -> torch.Tensor:
-    """D = sum_j (r_j^2 - 1)^2, read off the diagonal of W W^T."""
-    return (filter_gram.diagonal(dim1=1, dim2=2) - 1.0).square().sum(dim=1)
-
-
-def lower_cosines(filter_gram: torch.Tensor, eps: float) -> torch.Tensor:
-    """The o(o-1)/2 cosines c_jl, j > l, of each layer: [g, P(o)]."""
-    o = filter_gram.shape[1]
-    rows, cols = torch.tril_indices(o, o, offset=-1, device=filter_gram.device)
-    return cosines_from_gram(filter_gram, eps)[:, rows, cols]
+# cosines C [g, o, o] -> (R [g], dR/dC [g, o, o] with a zero diagonal)
+Correlation = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def relaxation_k(o: int, n: int, rho: float) -> int:
@@ -43,18 +40,76 @@ def welch_bound(o: int, n: int) -> float:
     return math.sqrt((o - n) / (n * (o - 1))) if o > n else 0.0
 
 
-def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
-    """The matrix with its diagonal zeroed (the j != l entries)."""
-    return matrix * (1.0 - torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device))
+def off_diagonal_mask(o: int, like: torch.Tensor) -> torch.Tensor:
+    """1 off the diagonal, 0 on it: [o, o]."""
+    return 1.0 - torch.eye(o, dtype=like.dtype, device=like.device)
+
+
+def disentangled(gamma: float, eps: float, correlation: Correlation) -> Callable:
+    """D + gamma R as a function of G = W W^T, with its closed-form gradient."""
+
+    def value_and_gradient(filter_gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        squared_norms = filter_gram.diagonal(dim1=1, dim2=2)
+        scale, unclamped = inverse_norms(filter_gram, eps)
+        outer = scale.unsqueeze(2) * scale.unsqueeze(1)
+        cosine = filter_gram * outer
+        correlations, d_cosine = correlation(cosine)
+        values = (squared_norms - 1.0).square().sum(dim=1) + gamma * correlations
+        gradient = (gamma * d_cosine) * outer
+        through_norms = torch.where(unclamped, scale.square() * (d_cosine * cosine).sum(dim=2), 0.0)
+        gradient.diagonal(dim1=1, dim2=2).copy_(2.0 * (squared_norms - 1.0) - gamma * through_norms)
+        return values, gradient
+
+    return value_and_gradient
+
+
+def squared_correlations(cosine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R = sum_{j != l} c_jl^2."""
+    off = cosine * off_diagonal_mask(cosine.shape[1], cosine)
+    return off.square().sum(dim=(1, 2)), 2.0 * off
+
+
+def kept_correlations(k: int) -> Correlation:
+    """R_k = 2 * sum of c_jl^2 over the pairs j > l outside the k largest |c_jl|: the penalised pairs
+    are marked in a symmetric 0/1 mask, so R_k is a sum of squares, never negative by round-off."""
+
+    def correlation(cosine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count, o = cosine.shape[0], cosine.shape[1]
+        rows, cols = torch.tril_indices(o, o, offset=-1, device=cosine.device)
+        magnitudes = cosine[:, rows, cols].abs()
+        remaining = pair_count(o) - k
+        if remaining <= k:  # mark the few kept pairs (the smallest |c|)
+            kept = magnitudes.new_zeros(magnitudes.shape)
+            if remaining > 0:
+                smallest = magnitudes.topk(remaining, dim=1, largest=False, sorted=False).indices
+                kept.scatter_(1, smallest, 1.0)
+        else:  # unmark the few exempt pairs (the largest |c|)
+            largest = magnitudes.topk(k, dim=1, sorted=False).indices
+            kept = magnitudes.new_ones(magnitudes.shape).scatter_(1, largest, 0.0)
+        mask = cosine.new_zeros(count, o, o)
+        mask[:, rows, cols] = kept
+        mask = mask + mask.transpose(1, 2)
+        masked = cosine * mask
+        return (masked * cosine).sum(dim=(1, 2)), 2.0 * masked
+
+    return correlation
+
+
+def excess_correlations(bound: float) -> Correlation:
+    """R = sum_{j != l} relu(|c_jl| - bound)^2."""
+
+    def correlation(cosine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        excess = torch.relu(cosine.abs() - bound) * off_diagonal_mask(cosine.shape[1], cosine)
+        return excess.square().sum(dim=(1, 2)), 2.0 * excess * cosine.sign()
+
+    return correlation
 
 
 @register_regularizer(
     "dn_strict", "disentangled norm D + gamma R (strict orthogonality)", gamma=1.0, eps=1e-8
 )
 def dn_strict(group: Group, gamma: float, eps: float) -> torch.Tensor:
-    filter_gram = gram(group.matrices)
-    correlation = off_diagonal(cosines_from_gram(filter_gram, eps)).square().sum(dim=(1, 2))
-    return diagonal_term(filter_gram) + gamma * correlation
+    return gram_penalty(group.matrices, disentangled(gamma, eps, squared_correlations), filter_side=True)
 
 
 @register_regularizer(
@@ -69,14 +124,7 @@ def dn_relaxed(group: Group, gamma: float, rho: float, eps: float) -> torch.Tens
     k = relaxation_k(o, n, rho)
     if k == 0:
         return dn_strict(group, gamma, eps)
-    filter_gram = gram(group.matrices)
-    remaining = pair_count(o) - k
-    if remaining <= 0:
-        kept = filter_gram.new_zeros(filter_gram.shape[0])
-    else:  # the smallest P(o) - k squares: exact, never a negative round-off
-        squares = lower_cosines(filter_gram, eps).square()
-        kept = squares.topk(remaining, dim=1, largest=False, sorted=False).values.sum(dim=1)
-    return diagonal_term(filter_gram) + gamma * 2.0 * kept
+    return gram_penalty(group.matrices, disentangled(gamma, eps, kept_correlations(k)), filter_side=True)
 
 
 @register_regularizer(
@@ -84,6 +132,6 @@ def dn_relaxed(group: Group, gamma: float, rho: float, eps: float) -> torch.Tens
 )
 def dn_welch(group: Group, gamma: float, eps: float) -> torch.Tensor:
     o, n = group.shape
-    filter_gram = gram(group.matrices)
-    excess = off_diagonal(torch.relu(cosines_from_gram(filter_gram, eps).abs() - welch_bound(o, n)))
-    return diagonal_term(filter_gram) + gamma * excess.square().sum(dim=(1, 2))
+    return gram_penalty(
+        group.matrices, disentangled(gamma, eps, excess_correlations(welch_bound(o, n))), filter_side=True
+    )

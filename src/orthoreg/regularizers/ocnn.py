@@ -19,7 +19,10 @@ def ocnn_padding(kernel: int, stride: int) -> int:
 
 
 @register_regularizer(
-    "ocnn", "convolutional orthogonality ||conv(K, K, stride S) - I_centre||_F^2", stride=None
+    "ocnn",
+    "convolutional orthogonality ||conv(K, K, stride S) - I_centre||_F^2",
+    needs_kernel=True,
+    stride=None,
 )
 def ocnn(group: Group, stride: int | tuple[int, int] | None) -> torch.Tensor:
     kernels = group.kernels

@@ -4,6 +4,7 @@ line in orthoreg/regularizers/__init__.py."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,24 +33,34 @@ PenaltyFunction = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class RegularizerSpec:
+    """A registered penalty: `function(group, **options) -> Tensor[g]`, the options it accepts with
+    their defaults, whether it reads `group.kernels` (the 4-D weights and stride, not just the
+    flattened filters) and whether it keeps `group.state` between calls."""
+
     name: str
     description: str
-    function: PenaltyFunction  # function(group, **options) -> Tensor[g]
+    function: PenaltyFunction
     defaults: dict[str, Any] = field(default_factory=dict)
+    needs_kernel: bool = False
+    stateful: bool = False
 
 
 _REGISTRY: dict[str, RegularizerSpec] = {}
 
 
 def register_regularizer(
-    name: str, description: str, **defaults: Any
+    name: str, description: str, *, needs_kernel: bool = False, stateful: bool = False, **defaults: Any
 ) -> Callable[[PenaltyFunction], PenaltyFunction]:
-    """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts."""
+    """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts.
+    `needs_kernel`: it reads `group.kernels`/`group.stride`; `stateful`: it keeps `group.state`
+    (otherwise `group.state` is always None)."""
 
     def decorate(function: PenaltyFunction) -> PenaltyFunction:
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"regulariser {name!r} is already registered")
-        _REGISTRY[name] = RegularizerSpec(name, description, function, dict(defaults))
+        _REGISTRY[name] = RegularizerSpec(
+            name, description, function, dict(defaults), needs_kernel, stateful
+        )
         return function
 
     return decorate
@@ -63,6 +74,11 @@ def available_regularizers() -> dict[str, str]:
 def regularizer_options(name: str) -> dict[str, Any]:
     """The options a regulariser accepts, with their defaults."""
     return dict(get_spec(name).defaults)
+
+
+def regularizer_spec(name: str) -> RegularizerSpec:
+    """Everything registered about `name`: description, options, needs_kernel, stateful."""
+    return get_spec(name)
 
 
 def get_spec(name: str) -> RegularizerSpec:
@@ -82,8 +98,8 @@ def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             f"regulariser {name!r} does not take option(s) {', '.join(unknown)}; accepted: {accepted}"
         )
     resolved = {**spec.defaults, **options}
-    if "gamma" in resolved and not resolved["gamma"] >= 0:
-        raise ValueError(f"gamma must be >= 0, got {resolved['gamma']!r}")
+    if "gamma" in resolved and not 0 <= resolved["gamma"] < math.inf:
+        raise ValueError(f"gamma must be a finite number >= 0, got {resolved['gamma']!r}")
     if "rho" in resolved and not 0 < resolved["rho"] <= 1:
         raise ValueError(f"rho must be in (0, 1], got {resolved['rho']!r}")
     if "eps" in resolved and not resolved["eps"] > 0:
