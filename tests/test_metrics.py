@@ -42,9 +42,7 @@ def expected_measures(weight):
     o, n = W.shape
     residual = W @ W.T - torch.eye(o, dtype=torch.float64)
     norms = [float(W[j].norm()) for j in range(o)]
-    cosines = [
-        float(W[j] @ W[l]) / (norms[j] * norms[l]) for j in range(o) for l in range(o) if j != l
-    ]
+    cosines = [float(W[j] @ W[l]) / (norms[j] * norms[l]) for j in range(o) for l in range(o) if j != l]
     sigma = torch.linalg.svdvals(W)
     welch = math.sqrt((o - n) / (n * (o - 1))) if o > n else 0.0
     max_cos = max(abs(c) for c in cosines)
@@ -112,12 +110,16 @@ def circular_convolution_matrix(weight, height, width):
     for index in range(i * height * width):
         basis = torch.zeros(i * height * width, dtype=torch.float64)
         basis[index] = 1.0
-        image = F.pad(basis.reshape(1, i, height, width), (kw // 2, kw // 2, kh // 2, kh // 2), mode="circular")
+        image = F.pad(
+            basis.reshape(1, i, height, width), (kw // 2, kw // 2, kh // 2, kh // 2), mode="circular"
+        )
         columns.append(F.conv2d(image, weight).reshape(-1))
     return torch.stack(columns, dim=1)
 
 
-@pytest.mark.parametrize(("shape", "size"), [((2, 3, 3, 3), (4, 5)), ((3, 2, 1, 1), (3, 3)), ((2, 2, 3, 3), (3, 3))])
+@pytest.mark.parametrize(
+    ("shape", "size"), [((2, 3, 3, 3), (4, 5)), ((3, 2, 1, 1), (3, 3)), ((2, 2, 3, 3), (3, 3))]
+)
 def test_fft_operator_spectrum_equals_the_dense_matrix(shape, size):
     weight = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     dense = torch.linalg.svdvals(circular_convolution_matrix(weight, *size))
@@ -165,7 +167,9 @@ def test_cosine_gram_is_a_symmetric_unit_diagonal_cosine_matrix(o, n, seed):
 
 
 def test_orthonormal_filters_measure_as_orthogonal():
-    q, _ = torch.linalg.qr(torch.randn(18, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(18, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    )
     weight = q.T.reshape(6, 2, 3, 3)
     row = weight_metrics(weight)
     for key in ("holistic_residual", "diag_deviation", "rms_cos", "max_cos"):

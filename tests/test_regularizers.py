@@ -308,7 +308,10 @@ def test_regularizer_applies_lambda_and_the_step_schedule():
         (lambda w: orthoreg.penalty("fro", w[0]), "weight must have rank 4 .* or 2 .*, got rank 3"),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=0.0), r"rho must be in \(0, 1\], got 0.0"),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=1.5), r"rho must be in \(0, 1\], got 1.5"),
-        (lambda w: orthoreg.penalty("dn_strict", w, gamma=-1.0), "gamma must be a finite number >= 0, got -1.0"),
+        (
+            lambda w: orthoreg.penalty("dn_strict", w, gamma=-1.0),
+            "gamma must be a finite number >= 0, got -1.0",
+        ),
         (lambda w: orthoreg.penalty("fro", w, gamma=1.0), "'fro' does not take option"),
         (lambda w: orthoreg.penalty("fro", w * float("nan")), "non-finite values"),
         (
@@ -368,7 +371,104 @@ def test_fro_so_and_dso_differ_by_constants_only(shape):
     weight = random_weight(shape, seed=11).requires_grad_()
     o, n = shape[0], weight[0].numel()
     fro, so, dso = (orthoreg.penalty(name, weight) for name in ("fro", "so", "dso"))
-    assert float(fro - so) == pytest.approx(max(o - n, 0), abs=1e-3)
-    assert float(dso - 2 * fro) == pytest.approx(n - o, abs=1e-3)
+    assert float((fro - so).detach()) == pytest.approx(max(o - n, 0), abs=1e-3)
+    assert float((dso - 2 * fro).detach()) == pytest.approx(n - o, abs=1e-3)
     grad_fro, grad_so = (torch.autograd.grad(value, weight, retain_graph=True)[0] for value in (fro, so))
     torch.testing.assert_close(grad_fro, grad_so, rtol=1e-4, atol=1e-5)
+
+
+def run_group_function(name, weight, **options):
+    """The registered function on a one-layer group, bypassing `penalty`'s float32 cast."""
+    from orthoreg.regularizers.registry import Group, get_spec, resolve_options
+
+    kernels = (weight if weight.dim() == 4 else weight[:, :, None, None]).unsqueeze(0)
+    return get_spec(name).function(
+        Group(kernels.flatten(2), kernels, (1, 1)), **resolve_options(name, options)
+    )
+
+
+@pytest.mark.parametrize("name", ["fro", "so", "dso", "mc", "dn_strict", "dn_relaxed", "dn_welch"])
+@pytest.mark.parametrize("shape", [(5, 2, 2, 2), (7, 3), (4, 4)], ids=["wide", "tall", "square"])
+def test_analytic_backward_passes_gradcheck(name, shape):
+    # float64 on generic weights: no ties in mc's maximum or dn_relaxed's exempt set
+    weight = random_weight(shape, seed=11).double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda w: run_group_function(name, w), (weight,))
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("exact", [False, True])
+def test_srip_gradient_is_that_of_the_top_eigenvalue(squared, exact):
+    weight = random_weight((6, 10), seed=12).double().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda w: run_group_function("srip", w, squared=squared, exact=exact), (weight,)
+    )
+
+
+def test_srip_is_exact_when_plus_and_minus_sigma_are_both_eigenvalues():
+    # G_s - I with eigenvalues +0.8, -0.8 and 0: the Rayleigh quotient of a mixed iterate is not sigma
+    q, _ = torch.linalg.qr(
+        torch.randn(9, 3, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    )
+    weight = (torch.diag(torch.tensor([1.8, 0.2, 1.0], dtype=torch.float64).sqrt()) @ q.T).float()
+    assert float(orthoreg.penalty("srip", weight, exact=True)) == pytest.approx(0.8, rel=1e-5)
+    assert float(orthoreg.penalty("srip", weight)) == pytest.approx(0.8, rel=1e-5)
+    assert float(orthoreg.penalty("srip", weight, iters=3)) == pytest.approx(0.8, rel=1e-5)
+
+
+def test_zero_filters_give_finite_penalties_and_gradients():
+    weight = random_weight((6, 2, 3, 3), seed=14)
+    weight[2] = 0.0
+    weight.requires_grad_()
+    for name in ("dn_strict", "dn_relaxed", "dn_welch"):
+        value = orthoreg.penalty(name, weight)
+        (grad,) = torch.autograd.grad(value, weight)
+        assert torch.isfinite(value) and bool(torch.isfinite(grad).all()), name
+
+
+def test_dn_relaxed_ignores_rho_on_over_determined_layers():
+    weight = random_weight((12, 5), seed=15)
+    values = [orthoreg.penalty("dn_relaxed", weight, rho=rho) for rho in (0.1, 0.5, 1.0)]
+    assert values[0] == values[1] == values[2]
+    assert float(values[0]) < float(orthoreg.penalty("dn_strict", weight))
+
+
+def test_dso_is_zero_for_an_orthogonal_square_layer():
+    assert float(orthoreg.penalty("dso", orthogonal(9, 9, seed=16))) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_registry_metadata():
+    from orthoreg.regularizers import regularizer_spec
+
+    assert regularizer_spec("ocnn").needs_kernel and not regularizer_spec("dn_strict").needs_kernel
+    assert regularizer_spec("srip").stateful and not regularizer_spec("fro").stateful
+    assert regularizer_spec("dn_relaxed").defaults == orthoreg.regularizer_options("dn_relaxed")
+
+
+def test_only_stateful_penalties_keep_state():
+    model = MixedNet()
+    state = {}
+    orthoreg.model_penalty("dn_strict", model, state=state)
+    assert state == {}
+    orthoreg.model_penalty("srip", model, state=state)
+    assert state and all(set(group) == {"srip"} for group in state.values())
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: orthoreg.OrthogonalityRegularizer(MixedNet(), "fro", lam=float("nan")), "got nan"),
+        (lambda: orthoreg.OrthogonalityRegularizer(MixedNet(), "fro", lam=1.0).lambda_at(1.5), "got 1.5"),
+        (lambda: orthoreg.OrthogonalityRegularizer(MixedNet(), "so", lam=1.0, rho=0.5), "'so' does not take"),
+        (
+            lambda: orthoreg.penalty("srip", torch.ones(3, 4), iters=0),
+            "iters must be a positive integer, got 0",
+        ),
+        (lambda: orthoreg.penalty("dn_strict", torch.ones(3, 4), gamma=math.inf), "gamma must be .* got inf"),
+        (lambda: orthoreg.penalty("ocnn", torch.ones(3, 4, 3, 3), stride=0), "stride must be .* got 0"),
+        (lambda: orthoreg.model_penalty("ocnn", MixedNet(), stride=2), "do not pass stride"),
+        (lambda: orthoreg.model_penalty("fro", nn.Linear(3, 3)), "no Conv2d layer"),
+    ],
+)
+def test_more_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -127,7 +127,9 @@ def model_penalty(
     with torch.autocast(device.type, enabled=False):
         for index, layers in enumerate(groups):
             kernels = torch.stack([_as_kernel(layer.module.weight) for layer in layers]).float()
-            group_state = None if state is None or not spec.stateful else state.setdefault(f"group{index}", {})
+            group_state = (
+                None if state is None or not spec.stateful else state.setdefault(f"group{index}", {})
+            )
             group = Group(kernels.flatten(2), kernels, layers[0].stride, group_state)
             total = total + spec.function(group, **resolved).sum()
     if check_finite and not bool(torch.isfinite(total)):

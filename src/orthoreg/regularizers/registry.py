@@ -58,9 +58,7 @@ def register_regularizer(
     def decorate(function: PenaltyFunction) -> PenaltyFunction:
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"regulariser {name!r} is already registered")
-        _REGISTRY[name] = RegularizerSpec(
-            name, description, function, dict(defaults), needs_kernel, stateful
-        )
+        _REGISTRY[name] = RegularizerSpec(name, description, function, dict(defaults), needs_kernel, stateful)
         return function
 
     return decorate

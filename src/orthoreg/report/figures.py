@@ -159,6 +159,7 @@ def gram_figures(data: RunData) -> tuple[Drawn, Skipped, dict[tuple[str, str], s
     if chosen.empty:
         return [], [("cosine_gram_*", "no model.pt in any main-grid run")], {}
     import torch
+
     from orthoreg.metrics import cosine_gram
 
     drawn: Drawn = []
