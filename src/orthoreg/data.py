@@ -19,7 +19,6 @@ import os
 import pickle
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +27,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from orthoreg.checkpoint import save_json, save_torch
 
 Split = tuple[torch.Tensor, torch.Tensor]
 SPLITS = ("train", "test")
@@ -90,20 +91,6 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_torch_save(value: object, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    torch.save(value, temporary)
-    os.replace(temporary, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def download(url: str, path: Path, md5: str) -> Path:
@@ -362,9 +349,9 @@ def prepare_dataset(name: str, root: str | Path) -> Path:
     for split, (images, labels) in zip(SPLITS, splits):
         _check_split(dataset.info, split, images, labels)
         path = directory / f"{split}.pt"
-        _atomic_torch_save({"images": images.contiguous(), "labels": labels.contiguous()}, path)
+        save_torch({"images": images.contiguous(), "labels": labels.contiguous()}, path)
         record["files"][split] = {"sha256": file_digest(path, "sha256"), "count": int(labels.numel())}  # type: ignore[index]
-    _atomic_write_text(json.dumps(record, indent=1), marker)
+    save_json(record, marker)
     return marker
 
 

@@ -6,9 +6,6 @@ directories and their `orthoreg train` arguments, so the grid is tested by pytes
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,9 +251,7 @@ def expected_records(runs: Iterable[Run], results_dir: str) -> list[dict[str, An
 
 def write_expected(runs: Iterable[Run], results_dir: str, path: str) -> None:
     """Write the expected-runs JSON atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(expected_records(runs, results_dir), stream, indent=1)
-    os.replace(temporary, target)
+    from orthoreg.checkpoint import save_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_json(expected_records(runs, results_dir), path)
