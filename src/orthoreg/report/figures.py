@@ -28,6 +28,11 @@ MAX_LAYER_COLUMN_TOKENS = (("max", "cos"), ("coherence",))
 RESIDUAL_COLUMN_TOKENS = (("holistic",), ("residual",))
 
 
+def _rows(frame: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
+    """The rows of one (dataset, model) pair."""
+    return frame[(frame["dataset"] == dataset) & (frame["model"] == model)]
+
+
 def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """(dataset, model) pairs present, in report order."""
     pairs = {(d, m) for d, m in zip(frame["dataset"], frame["model"], strict=True)}
@@ -105,7 +110,7 @@ def layer_figures(data: RunData) -> tuple[Drawn, Skipped]:
         ]
     drawn = []
     for dataset, model in _pairs(layers):
-        part = layers[(layers["dataset"] == dataset) & (layers["model"] == model)]
+        part = _rows(layers, dataset, model)
         styles = regularizer_styles(part["regularizer"])
         every = max(1, int(part["layer_index"].max()) // 12)
         with paper_style():
@@ -166,7 +171,7 @@ def gram_figures(data: RunData) -> tuple[Drawn, Skipped, dict[tuple[str, str], s
     skipped: Skipped = []
     layer_of: dict[tuple[str, str], str] = {}
     for dataset, model in _pairs(chosen):
-        part = chosen[(chosen["dataset"] == dataset) & (chosen["model"] == model)]
+        part = _rows(chosen, dataset, model)
         grams = {}
         for record in part.to_dict("records"):
             state = torch.load(f"{record['run_dir']}/model.pt", map_location="cpu", weights_only=True)
@@ -223,7 +228,7 @@ def spectra_figures(data: RunData, layer_of: dict[tuple[str, str], str]) -> tupl
         return [], [("spectra_*", "no spectra.csv (run `orthoreg evaluate`)")]
     drawn = []
     for dataset, model in _pairs(spectra):
-        part = spectra[(spectra["dataset"] == dataset) & (spectra["model"] == model)]
+        part = _rows(spectra, dataset, model)
         layer = _match_layer(list(dict.fromkeys(part["layer"])), layer_of.get((dataset, model)))
         part = part[part["layer"] == layer]
         styles = regularizer_styles(part["regularizer"])
@@ -262,7 +267,7 @@ def eps_figures(data: RunData) -> tuple[Drawn, Skipped]:
         return [], [("robustness_eps_*", "no adversarial records in robustness.json")]
     drawn = []
     for dataset, model in _pairs(attacks):
-        part = adversarial[(adversarial["dataset"] == dataset) & (adversarial["model"] == model)]
+        part = _rows(adversarial, dataset, model)
         labels = sorted(set(part["label"]) - {"clean"}, key=lambda l: (l != "FGSM", len(l), l))
         styles = regularizer_styles(part["regularizer"])
         with paper_style():
@@ -297,7 +302,7 @@ def severity_figures(data: RunData) -> tuple[Drawn, Skipped]:
     per_seed = per_seed.assign(severity=per_seed["severity"].astype(int))
     drawn = []
     for dataset, model in _pairs(per_seed):
-        part = per_seed[(per_seed["dataset"] == dataset) & (per_seed["model"] == model)]
+        part = _rows(per_seed, dataset, model)
         sources = [s for s in SOURCE_LABEL if s in set(part["source"])]
         styles = regularizer_styles(part["regularizer"])
         with paper_style():
@@ -335,7 +340,7 @@ def training_figures(data: RunData) -> tuple[Drawn, Skipped]:
         return [], [("training_curves_*", "no history.csv")]
     drawn = []
     for dataset, model in _pairs(history):
-        part = history[(history["dataset"] == dataset) & (history["model"] == model)]
+        part = _rows(history, dataset, model)
         penalties = part[part["regularizer"] != REFERENCE]
         styles = regularizer_styles(part["regularizer"])
         with paper_style():
@@ -378,7 +383,7 @@ def ablation_figures(data: RunData) -> tuple[Drawn, Skipped]:
         return [], [("ablation_*", "no ablation runs (run.json ablation is null everywhere)")]
     drawn = []
     for dataset, model in _pairs(runs):
-        part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
+        part = _rows(runs, dataset, model)
         params = sorted(set(part["ablation_param"]))
         styles = regularizer_styles(part["regularizer"])
         with paper_style():

@@ -207,16 +207,13 @@ def generated_records(
                 device=device,
                 transform=partial(corrupt, name=name, severity=severity, generator=generator),
             )
-            records.append(
-                {
-                    "source": "generated",
-                    "corruption": name,
-                    "severity": severity,
-                    "accuracy": value,
-                    "n": int(images.shape[0]),
-                }
-            )
+            records.append(corruption_record("generated", name, severity, value, int(images.shape[0])))
     return records
+
+
+def corruption_record(source: str, name: str, severity: int, value: float, n: int) -> dict[str, Any]:
+    """One robustness.json corruption record (docs/architecture.md)."""
+    return {"source": source, "corruption": name, "severity": severity, "accuracy": value, "n": n}
 
 
 def official_records(
@@ -232,15 +229,7 @@ def official_records(
         for severity in settings.severities:
             images, labels = load_official(folder, name, severity, limit)
             value = accuracy(model, images, labels, batch_size=settings.batch_size, device=device)
-            records.append(
-                {
-                    "source": "official",
-                    "corruption": name,
-                    "severity": severity,
-                    "accuracy": value,
-                    "n": int(images.shape[0]),
-                }
-            )
+            records.append(corruption_record("official", name, severity, value, int(images.shape[0])))
     return records
 
 
