@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from orthoreg.data import TensorLoader
 from orthoreg.models import Normalize, build_model
 from orthoreg.regularizers import OrthogonalityRegularizer
-from orthoreg.train import _autocast_factory, make_train_step
+from orthoreg.train import autocast_factory, make_train_step
 
 CPU_MODELS = ["resnet8", "resnet20", "resnet56", "resnet110", "resnet18", "wrn16_8"]
 GPU_MODELS = ["resnet20", "resnet32", "resnet56", "resnet110", "resnet18", "resnet34", "wrn16_8", "wrn28_10"]
@@ -57,8 +57,7 @@ class Setup:
     """Model, regulariser, optimiser and the engine's train step, built as `orthoreg train` does."""
 
     def __init__(self, name: str, regularizer: str, device: torch.device, args: argparse.Namespace) -> None:
-        cuda = device.type == "cuda"
-        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.memory_format = torch.channels_last
         self.model = torch.nn.Sequential(Normalize(MEAN, STD), build_model(name, 10)).to(
             device=device, memory_format=self.memory_format
         )
@@ -67,7 +66,7 @@ class Setup:
             self.model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
         )
         self.forward = torch.compile(self.model, dynamic=False) if args.compile else self.model
-        self.autocast = _autocast_factory(cuda and not args.no_amp)
+        self.autocast = autocast_factory(autocast_dtype("off" if args.no_amp else "auto", device), device)
         self.step = make_train_step(
             self.forward, self.regularizer, self.optimizer, self.autocast, self.memory_format
         )

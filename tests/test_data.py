@@ -1,10 +1,14 @@
 """Datasets in their real file formats (CIFAR pickled batches in a tar.gz, gzipped IDX files), their
 checksums, the prepare/load cycle, the prepare-data command, and the augmenting loader."""
 
+import dataclasses
 import gzip
 import hashlib
 import io
+import os
 import pickle
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -15,9 +19,7 @@ import torch.nn.functional as F
 
 from orthoreg import data
 from orthoreg.cli import main as orthoreg_main
-
-DEBIAN = Path(data.FASHION_MNIST_DEBIAN_DIR)
-
+from orthoreg.data import cifar, fashion_mnist
 
 # ---------------------------------------------------------------- IDX and Fashion-MNIST
 
@@ -30,12 +32,12 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def test_parse_idx_reads_dims_and_data():
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    assert torch.equal(data.parse_idx(idx_bytes(array), "cube.idx"), torch.from_numpy(array))
+    assert torch.equal(fashion_mnist.parse_idx(idx_bytes(array), "cube.idx"), torch.from_numpy(array))
     labels = np.array([9, 0, 3], dtype=np.uint8)
-    assert data.parse_idx(idx_bytes(labels), "labels.idx").tolist() == [9, 0, 3]
+    assert fashion_mnist.parse_idx(idx_bytes(labels), "labels.idx").tolist() == [9, 0, 3]
     # a big dimension read big-endian: 300 = 0x0000012c
     wide = np.zeros((1, 300), dtype=np.uint8)
-    assert data.parse_idx(idx_bytes(wide), "wide.idx").shape == (1, 300)
+    assert fashion_mnist.parse_idx(idx_bytes(wide), "wide.idx").shape == (1, 300)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,7 @@ def test_parse_idx_reads_dims_and_data():
 )
 def test_parse_idx_refuses_malformed_files(content, message):
     with pytest.raises(ValueError, match=message):
-        data.parse_idx(content, "wide.idx")
+        fashion_mnist.parse_idx(content, "wide.idx")
 
 
 def write_fashion_mnist(directory: Path, rng: np.random.Generator, image_shape=(28, 28)) -> dict[str, str]:
@@ -74,8 +76,8 @@ def write_fashion_mnist(directory: Path, rng: np.random.Generator, image_shape=(
 
 
 def use_fashion_source(monkeypatch, source: Path, checksums: dict[str, str]) -> None:
-    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(source))
-    monkeypatch.setattr(data, "FASHION_MNIST_FILES", checksums)
+    monkeypatch.setenv(fashion_mnist.VARIABLE, str(source))
+    monkeypatch.setattr(fashion_mnist, "FILES", checksums)
 
 
 def test_fashion_mnist_from_idx_files_is_padded_and_verified(tmp_path, monkeypatch):
@@ -119,21 +121,22 @@ def test_fashion_mnist_wrong_dims_or_missing_source_are_clear_errors(tmp_path, m
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
     (tmp_path / "source" / "t10k-images-idx3-ubyte.gz").unlink()
     monkeypatch.setattr(
-        data, "FASHION_MNIST_FILES", write_fashion_mnist(tmp_path / "ok", np.random.default_rng(3))
+        fashion_mnist, "FILES", write_fashion_mnist(tmp_path / "ok", np.random.default_rng(3))
     )
     (tmp_path / "ok" / "t10k-images-idx3-ubyte.gz").unlink()
-    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(tmp_path / "ok"))
+    monkeypatch.setenv(fashion_mnist.VARIABLE, str(tmp_path / "ok"))
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.gz .* not found in .*ok"):
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
-    monkeypatch.setenv(data.FASHION_MNIST_SOURCE_VARIABLE, str(tmp_path / "absent"))
+    monkeypatch.setenv(fashion_mnist.VARIABLE, str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match="ORTHOREG_FASHION_MNIST_DIR=.*absent is not a directory"):
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_content_and_normalisation_constants(tmp_path, monkeypatch):
-    monkeypatch.delenv(data.FASHION_MNIST_SOURCE_VARIABLE, raising=False)
+    """Through the whole acquisition chain: on a bare machine this installs Debian's package (as root)
+    or downloads the files, as `make demo` does."""
+    monkeypatch.delenv(fashion_mnist.VARIABLE, raising=False)
     data.prepare_dataset("fashion_mnist", tmp_path)  # verifies the four content SHA-256s
     images, labels = data.load_split("fashion_mnist", tmp_path, "train")
     info = data.dataset_info("fashion_mnist")
@@ -148,19 +151,155 @@ def test_real_fashion_mnist_content_and_normalisation_constants(tmp_path, monkey
     assert pixels[:, :, 2:30, 2:30].std().item() == pytest.approx(0.3530, abs=1e-4)
 
 
+# ---------------------------------------------------------------- how Fashion-MNIST is found or fetched
+
+
+def test_upstream_mirror_and_md5s_are_torchvisions():
+    from torchvision.datasets import FashionMNIST
+
+    assert fashion_mnist.MIRROR in FashionMNIST.mirrors
+    assert dict(FashionMNIST.resources) == fashion_mnist.UPSTREAM_MD5
+    assert [name.removesuffix(".gz") for name in fashion_mnist.UPSTREAM_MD5] == list(fashion_mnist.FILES)
+
+
+@pytest.fixture
+def bare_machine(tmp_path, monkeypatch):
+    """No ORTHOREG_FASHION_MNIST_DIR, no Debian copy, apt-get refused, a mirror serving nothing; the
+    tiny dataset's files wait in tmp_path/files for a test to offer them through one of the routes."""
+    files = tmp_path / "files"
+    monkeypatch.setattr(fashion_mnist, "FILES", write_fashion_mnist(files, np.random.default_rng(7)))
+    monkeypatch.delenv(fashion_mnist.VARIABLE, raising=False)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian" / "fashion-mnist")
+    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: None)
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.setattr(fashion_mnist, "MIRROR", (tmp_path / "mirror").as_uri() + "/")
+    return files
+
+
+def prepared_images(root: Path) -> torch.Tensor:
+    return data.load_split("fashion_mnist", root, "test")[0]
+
+
+def test_nothing_found_names_every_remedy_and_leaves_nothing_behind(tmp_path, bare_machine):
+    with pytest.raises(RuntimeError) as raised:
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    message = str(raised.value)
+    assert "ORTHOREG_FASHION_MNIST_DIR is not set" in message
+    assert "apt-get: not root and no password-less sudo" in message
+    assert "download: could not download" in message
+    for remedy in (
+        "sudo apt-get install dataset-fashion-mnist",
+        "export ORTHOREG_FASHION_MNIST_DIR=/path/to/that/folder",
+        f"curl -O {fashion_mnist.MIRROR}train-images-idx3-ubyte.gz",
+    ):
+        assert remedy in message
+    assert list((tmp_path / "data" / "fashion_mnist").iterdir()) == []
+
+
+def test_download_is_verified_kept_and_reused(tmp_path, bare_machine, monkeypatch):
+    mirror = Path(fashion_mnist.MIRROR.removeprefix("file://"))
+    for path in bare_machine.iterdir():
+        shutil.copy(path, mirror / path.name)
+    md5 = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in bare_machine.iterdir()}
+    monkeypatch.setattr(fashion_mnist, "UPSTREAM_MD5", md5)
+    data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    downloaded = tmp_path / "data" / "fashion_mnist" / "download"
+    assert sorted(p.name for p in downloaded.iterdir()) == sorted(md5)
+    assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
+    # a second preparation elsewhere finds the earlier download: nothing is fetched again
+    for path in mirror.iterdir():
+        path.unlink()
+    (tmp_path / "data" / "fashion_mnist" / "prepared.json").unlink()
+    data.prepare_dataset("fashion_mnist", tmp_path / "data")
+
+
+def test_a_corrupt_download_is_refused_and_not_kept(tmp_path, bare_machine, monkeypatch):
+    mirror = Path(fashion_mnist.MIRROR.removeprefix("file://"))
+    for path in bare_machine.iterdir():
+        shutil.copy(path, mirror / path.name)
+    monkeypatch.setattr(fashion_mnist, "UPSTREAM_MD5", dict.fromkeys(fashion_mnist.UPSTREAM_MD5, "0" * 32))
+    with pytest.raises(RuntimeError, match="download: checksum mismatch for train-images-idx3-ubyte.gz"):
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    assert list((tmp_path / "data" / "fashion_mnist").iterdir()) == []
+
+
+FAKE_APT = """#!/bin/sh
+echo "$@" >> "{calls}"
+if [ "$1" = install ] && [ -e "{fail_once}" ]; then rm "{fail_once}"; exit 100; fi
+if [ "$1" = install ]; then mkdir -p "{debian}" && cp "{files}"/* "{debian}"; fi
+"""
+
+
+@pytest.mark.parametrize("stale_lists", [False, True])
+def test_apt_installs_debians_package_when_allowed_and_says_so(
+    tmp_path, bare_machine, monkeypatch, capfd, stale_lists
+):
+    """A stand-in apt-get on PATH (as root, or with password-less sudo): announced on stderr first,
+    and retried once after `apt-get update` when the first install fails (package lists too old)."""
+    tools, calls, fail_once = tmp_path / "bin", tmp_path / "apt-calls", tmp_path / "fail-once"
+    tools.mkdir()
+    if stale_lists:
+        fail_once.touch()
+    script = FAKE_APT.format(
+        calls=calls, fail_once=fail_once, debian=fashion_mnist.DEBIAN_DIR, files=bare_machine
+    )
+    (tools / "apt-get").write_text(script)
+    (tools / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    assert (
+        "installing Debian's package: apt-get install -y -q dataset-fashion-mnist" in capfd.readouterr().err
+    )
+    expected = ["install -y -q dataset-fashion-mnist"]
+    if stale_lists:
+        expected = [expected[0], "update -q", expected[0]]
+    assert calls.read_text().splitlines() == expected
+    assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
+
+
+def test_an_existing_copy_wins_and_apt_is_not_touched(tmp_path, bare_machine, monkeypatch):
+    def forbidden():
+        raise AssertionError("apt-get must not run when a copy exists")
+
+    monkeypatch.setattr(fashion_mnist, "apt_prefix", forbidden)
+    shutil.copytree(bare_machine, fashion_mnist.DEBIAN_DIR)
+    data.prepare_dataset("fashion_mnist", tmp_path / "debian-data")
+    monkeypatch.setenv(fashion_mnist.VARIABLE, str(bare_machine))
+    shutil.rmtree(fashion_mnist.DEBIAN_DIR)
+    data.prepare_dataset("fashion_mnist", tmp_path / "variable-data")
+    assert torch.equal(prepared_images(tmp_path / "debian-data"), prepared_images(tmp_path / "variable-data"))
+
+
+def test_apt_prefix_reflects_who_may_install(monkeypatch):
+    monkeypatch.setattr(fashion_mnist.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(fashion_mnist.os, "geteuid", lambda: 0)
+    assert fashion_mnist.apt_prefix() == []
+    monkeypatch.setattr(fashion_mnist.os, "geteuid", lambda: 1000)
+    for status, expected in ((0, ["sudo", "-n"]), (1, None)):
+        monkeypatch.setattr(
+            fashion_mnist.subprocess,
+            "run",
+            lambda command, status=status, **_: subprocess.CompletedProcess(command, status),
+        )
+        assert fashion_mnist.apt_prefix() == expected
+    monkeypatch.setattr(fashion_mnist.shutil, "which", lambda name: None)
+    assert fashion_mnist.apt_prefix() is None
+
+
 # ---------------------------------------------------------------- CIFAR
 
 
 def cifar_archive(path: Path, name: str, rng: np.random.Generator, skip: str | None = None) -> str:
     """A CIFAR archive in the exact real layout (a folder of pickled dict batches with bytes keys) with
     a few images per batch; returns its MD5."""
-    source = data.CIFAR_SOURCES[name]
-    label_key = source["label_key"]
+    source = cifar.SOURCES[name]
+    label_key = source.label_key
     with tarfile.open(path, "w:gz") as archive:
-        folder = tarfile.TarInfo(source["folder"])
+        folder = tarfile.TarInfo(source.folder)
         folder.type = tarfile.DIRTYPE
         archive.addfile(folder)
-        for member in source["train"] + source["test"]:
+        for member in source.train + source.test:
             if member == skip:
                 continue
             batch = {
@@ -170,23 +309,23 @@ def cifar_archive(path: Path, name: str, rng: np.random.Generator, skip: str | N
                 b"filenames": [f"img{k}.png".encode() for k in range(4)],
             }
             payload = pickle.dumps(batch, protocol=2)
-            info = tarfile.TarInfo(f"{source['folder']}/{member}")
+            info = tarfile.TarInfo(f"{source.folder}/{member}")
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def serve(monkeypatch, name: str, archive: Path, md5: str) -> dict:
-    source = dict(data.CIFAR_SOURCES[name], url=archive.as_uri(), md5=md5)
-    monkeypatch.setitem(data.CIFAR_SOURCES, name, source)
+def serve(monkeypatch, name: str, archive: Path, md5: str) -> cifar.CifarSource:
+    source = dataclasses.replace(cifar.SOURCES[name], url=archive.as_uri(), md5=md5)
+    monkeypatch.setitem(cifar.SOURCES, name, source)
     return source
 
 
-def read_batches(archive: Path, source: dict, split: str) -> list[dict]:
+def read_batches(archive: Path, source: cifar.CifarSource, split: str) -> list[dict]:
     with tarfile.open(archive) as tar:
         return [
-            pickle.load(tar.extractfile(f"{source['folder']}/{member}"), encoding="bytes")
-            for member in source[split]
+            pickle.load(tar.extractfile(f"{source.folder}/{member}"), encoding="bytes")
+            for member in getattr(source, split)
         ]
 
 
@@ -194,15 +333,15 @@ def test_cifar_sources_are_torchvisions():
     from torchvision.datasets import CIFAR10, CIFAR100
 
     for name, reference in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
-        source = data.CIFAR_SOURCES[name]
-        assert (source["url"], source["md5"], source["archive"], source["folder"]) == (
+        source = cifar.SOURCES[name]
+        assert (source.url, source.md5, source.archive, source.folder) == (
             reference.url,
             reference.tgz_md5,
             reference.filename,
             reference.base_folder,
         )
-        assert source["train"] == [member for member, _ in reference.train_list]
-        assert source["test"] == [member for member, _ in reference.test_list]
+        assert list(source.train) == [member for member, _ in reference.train_list]
+        assert list(source.test) == [member for member, _ in reference.test_list]
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -210,7 +349,7 @@ def test_cifar_download_checksum_and_batches(tmp_path, monkeypatch, name):
     served = tmp_path / "served.tar.gz"
     source = serve(monkeypatch, name, served, cifar_archive(served, name, np.random.default_rng(2)))
     data.prepare_dataset(name, tmp_path / "data")
-    assert (tmp_path / "data" / name / source["archive"]).exists()
+    assert (tmp_path / "data" / name / source.archive).exists()
     for split in ("train", "test"):
         images, labels = data.load_split(name, tmp_path / "data", split)
         batches = read_batches(served, source, split)
@@ -220,7 +359,7 @@ def test_cifar_download_checksum_and_batches(tmp_path, monkeypatch, name):
             [rows[:, 1024 * c : 1024 * (c + 1)].reshape(-1, 32, 32) for c in range(3)], axis=1
         )
         assert torch.equal(images, torch.from_numpy(expected))
-        assert labels.tolist() == [v for batch in batches for v in batch[source["label_key"]]]
+        assert labels.tolist() == [v for batch in batches for v in batch[source.label_key]]
     limited = data.load_split(name, tmp_path / "data", "test", limit=3)
     assert torch.equal(limited[0], data.load_split(name, tmp_path / "data", "test")[0][:3])
 
@@ -284,7 +423,7 @@ def test_archive_without_a_batch_names_the_member(tmp_path, monkeypatch):
 
 
 def test_unreachable_download_names_the_url_and_where_to_put_the_file(tmp_path, monkeypatch):
-    serve(monkeypatch, "cifar10", tmp_path / "nowhere.tar.gz", data.CIFAR_SOURCES["cifar10"]["md5"])
+    serve(monkeypatch, "cifar10", tmp_path / "nowhere.tar.gz", cifar.SOURCES["cifar10"].md5)
     with pytest.raises(RuntimeError, match="could not download .*nowhere.tar.gz.*place the file at"):
         data.prepare_dataset("cifar10", tmp_path / "data")
     assert list((tmp_path / "data" / "cifar10").iterdir()) == []

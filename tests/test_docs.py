@@ -32,25 +32,9 @@ def test_api_and_extending_docs_have_examples():
     assert "docs/api.md" in with_code and "docs/extending.md" in with_code
 
 
-def isolate_registries(monkeypatch) -> None:
-    """Give the regulariser, model and dataset registries private copies for one test, so names a
-    document registers do not leak into the rest of the test session."""
-    import orthoreg.data
-    import orthoreg.models.registry
-    import orthoreg.regularizers.registry
-
-    for module, name in (
-        (orthoreg.regularizers.registry, "_REGISTRY"),
-        (orthoreg.models.registry, "_MODELS"),
-        (orthoreg.data, "_DATASETS"),
-    ):
-        monkeypatch.setattr(module, name, dict(getattr(module, name)))
-
-
 @pytest.mark.parametrize("document", documents_with_code())
-def test_document_examples_run(document, tmp_path, monkeypatch):
+def test_document_examples_run(document, tmp_path, monkeypatch, isolated_registries):
     monkeypatch.chdir(tmp_path)
-    isolate_registries(monkeypatch)
     namespace: dict = {"__name__": f"doc_{Path(document).stem}"}
     for number, block in enumerate(python_blocks((ROOT / document).read_text()), start=1):
         code = compile(block, f"{document} (python block {number})", "exec")

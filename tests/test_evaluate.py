@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from run_fixtures import write_untrained_run
 from torch import nn
 
 from orthoreg.evaluate import ECE_BINS, evaluate_model, expected_calibration_error, prediction_metrics
@@ -161,13 +160,13 @@ def read_csv(path):
         return list(csv.DictReader(stream))
 
 
-def test_cli_writes_eval_layers_and_spectra(tmp_path):
+def test_cli_writes_eval_layers_and_spectra(tmp_path, untrained_run):
     from orthoreg.cli import main
     from orthoreg.data import load_split
     from orthoreg.metrics import layer_metrics
 
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
-    model = write_untrained_run(run_dir, data_dir)
+    model = untrained_run(run_dir, data_dir)
     code = main(
         [
             "evaluate",

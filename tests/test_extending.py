@@ -72,26 +72,15 @@ def plugin_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def plugin(plugin_dir):
-    """The plugin imported into this process; the registries get private copies for this module's
-    tests, so the toy names do not leak into the rest of the test session."""
-    import orthoreg.data
-    import orthoreg.models.registry
-    import orthoreg.regularizers.registry
-
-    with pytest.MonkeyPatch.context() as patch:
-        for module, name in (
-            (orthoreg.regularizers.registry, "_REGISTRY"),
-            (orthoreg.models.registry, "_MODELS"),
-            (orthoreg.data, "_DATASETS"),
-        ):
-            patch.setattr(module, name, dict(getattr(module, name)))
-        patch.syspath_prepend(str(plugin_dir))
-        try:
-            (module,) = load_plugins(PLUGIN)
-            yield module
-        finally:
-            sys.modules.pop(PLUGIN, None)
+def plugin(plugin_dir, module_registries):
+    """The plugin imported into this process, into this module's private registry copies, so the toy
+    names do not leak into the rest of the test session."""
+    module_registries.syspath_prepend(str(plugin_dir))
+    try:
+        (module,) = load_plugins(PLUGIN)
+        yield module
+    finally:
+        sys.modules.pop(PLUGIN, None)
 
 
 def orthoreg_cli(*args, plugin_dir, cwd, plugins=PLUGIN):

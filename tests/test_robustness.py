@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from run_fixtures import write_untrained_run
 from torch import nn
 
 from orthoreg.robustness import (
@@ -583,11 +582,11 @@ def test_generated_records_do_not_depend_on_which_others_are_asked_for(trained):
 # ---------------------------------------------------------------- the CLI on a real run directory
 
 
-def test_cli_writes_robustness_json(tmp_path, capsys):
+def test_cli_writes_robustness_json(tmp_path, capsys, untrained_run):
     from orthoreg.cli import main
 
     run_dir = tmp_path / "run"
-    write_untrained_run(run_dir, tmp_path / "data")
+    untrained_run(run_dir, tmp_path / "data")
     code = main(
         [
             "robustness",
@@ -637,11 +636,11 @@ def test_cli_writes_robustness_json(tmp_path, capsys):
     assert "no official CIFAR-C files" in capsys.readouterr().out
 
 
-def test_cli_rejects_unknown_corruptions_and_negative_eps_before_work(tmp_path, capsys):
+def test_cli_rejects_unknown_corruptions_and_negative_eps_before_work(tmp_path, capsys, untrained_run):
     from orthoreg.cli import main
 
     run_dir = tmp_path / "run"
-    write_untrained_run(run_dir, tmp_path / "data")
+    untrained_run(run_dir, tmp_path / "data")
     common = ["robustness", "--run", str(run_dir), "--data-dir", str(tmp_path / "data"), "--device", "cpu"]
     assert main([*common, "--corruptions", "snow"]) == 2
     assert "'snow'" in capsys.readouterr().err

@@ -20,12 +20,15 @@ import pytest
 import torch
 
 from orthoreg import devices as devices_module
-from orthoreg.checkpoint import capture_rng_state, restore_rng_state
+from orthoreg import train as train_module
+from orthoreg.checkpoint import TrainingInterrupted, capture_rng_state, restore_rng_state
 from orthoreg.cli import build_parser
-from orthoreg.cli.train import config_from_args
+from orthoreg.config import TrainConfig
+from orthoreg.config import from_arguments as config_from_args
 from orthoreg.devices import claim_gpu
+from orthoreg.progress import Progress
 from orthoreg.runs import load_run
-from orthoreg.train import HISTORY_COLUMNS, TrainConfig, TrainingInterrupted, learning_rate, train
+from orthoreg.train import HISTORY_COLUMNS, learning_rate, train
 
 RUN_JSON_KEYS = {
     "model",
@@ -50,6 +53,7 @@ RUN_JSON_KEYS = {
     "seconds_per_epoch",
     "versions",
     "device",
+    "fast_path",
     "git_commit",
     "started",
     "finished",
@@ -289,7 +293,8 @@ def test_cli_accepts_the_pipeline_grid_arguments(tmp_path):
     run = grid.Run("synthetic", "resnet8", "srip", 0)
     args = build_parser().parse_args(["train", *grid.train_arguments(run, config), "--out", str(tmp_path)])
     parsed = config_from_args(args)
-    assert parsed.reg_options == {"squared": True, "iters": 3}  # False flags are left to the default
+    # booleans travel both ways (--squared / --no-exact), so the override arrives exactly as written
+    assert parsed.reg_options == {"squared": True, "exact": False, "iters": 3}
     parsed.validate()
 
 
@@ -432,7 +437,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
             value = super().__call__(progress)
             return value * float("inf") if progress >= 0.5 else value
 
-    monkeypatch.setattr(sys.modules["orthoreg.regularizers"], "OrthogonalityRegularizer", Exploding)
+    monkeypatch.setattr(train_module, "OrthogonalityRegularizer", Exploding)
     out = tmp_path / "run"
     # 8 steps per epoch, 4 epochs: progress 0.5 is step 16, the first of epoch 3
     with pytest.raises(RuntimeError, match=r"step 16 \(epoch 3, batch 0\).*regulariser value inf"):
@@ -453,7 +458,7 @@ def test_interrupt_flag_checkpoints_at_the_next_step(tmp_path, data_dir, monkeyp
                 os.kill(os.getpid(), signal.SIGUSR1)
             return super().__call__(progress)
 
-    monkeypatch.setattr(sys.modules["orthoreg.regularizers"], "OrthogonalityRegularizer", SignalsOnce)
+    monkeypatch.setattr(train_module, "OrthogonalityRegularizer", SignalsOnce)
     with pytest.raises(TrainingInterrupted) as raised:
         train(small_config(), tmp_path / "run", data_dir, verbose=False)
     assert raised.value.exit_code == 128 + signal.SIGUSR1
@@ -531,10 +536,8 @@ class _Stream(io.StringIO):
 
 @pytest.mark.parametrize("tty", [True, False])
 def test_progress_draws_a_bar_only_on_a_terminal(tty):
-    from orthoreg.train import _Progress
-
     stream = _Stream(tty)
-    progress = _Progress(epochs=2, enabled=True, stream=stream)
+    progress = Progress(epochs=2, enabled=True, stream=stream)
     progress.update(0, 4, 4, torch.tensor(8.0), 4)
     row = {
         "epoch": 1,

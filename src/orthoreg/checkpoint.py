@@ -1,69 +1,30 @@
-"""Atomic file writes and the random-number state a bit-exact resume needs.
+"""What a bit-exact resume needs: where the run stands (`Position`), every random state, and the
+checkpoint.pt that holds both with the model, optimiser and regulariser states.
 
-Every file a run writes goes to a temporary file in the same folder and is then renamed over the
-target, so a kill at any instant leaves either the old file or the new one, never a torn one.
+A checkpoint is written atomically at every epoch end and at the first step boundary after
+SIGTERM/SIGUSR1 (`SignalFlag`); it is read back only by a run with the same config, runtime-only
+fields (device, threads, ...) excepted.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
+import dataclasses
 import random
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from orthoreg.config import TrainConfig, config_differences
+from orthoreg.files import load_torch, save_torch
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
-    """torch.save, atomically."""
-    _atomic_write(Path(path), lambda stream: torch.save(obj, stream))
-
-
-def save_json(obj: Any, path: str | os.PathLike[str]) -> None:
-    """JSON with a trailing newline, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
-
-
-def save_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | os.PathLike[str]) -> None:
-    """A CSV with a header row, atomically; `rows` must hold every column."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({column: row[column] for column in columns})
-    _atomic_write(Path(path), lambda stream: stream.write(buffer.getvalue().encode()))
-
-
-def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """torch.load with weights_only=True; a torn or foreign file becomes a ValueError naming it."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # torch raises several types for a corrupt file
-        raise ValueError(f"cannot read {path}: {error}") from error
+FORMAT = 2
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -89,3 +50,134 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class EpochTotals:
+    """Sums over the current epoch's steps: loss, ce, reg (each times the batch size) and correct
+    predictions, kept on the device so no step syncs; the sample count and the seconds spent."""
+
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+    count: int = 0
+    seconds: float = 0.0
+
+    def add(
+        self, loss: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, correct: torch.Tensor, n: int
+    ) -> None:
+        self.sums += torch.cat([torch.stack([loss, ce, reg]).double() * n, correct.double()[None]])
+        self.count += n
+
+    def means(self) -> dict[str, float]:
+        loss, ce, reg, correct = self.sums.tolist()
+        return {
+            "train_loss": loss / self.count,
+            "train_ce": ce / self.count,
+            "reg_value": reg / self.count,
+            "train_accuracy": correct / self.count,
+        }
+
+
+@dataclass
+class Position:
+    """Where a run stands: the next epoch and batch, the loader generator's state at that epoch's
+    start (its plan is replayed from it), the partial epoch's totals, the finished epochs' history
+    rows, the training seconds so far and the start time."""
+
+    epoch: int = 0
+    batch: int = 0
+    epoch_generator: torch.Tensor | None = None
+    totals: EpochTotals = field(default_factory=EpochTotals)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    started: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        state = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        totals = state.pop("totals")
+        return {
+            **state,
+            "epoch_sums": totals.sums.cpu(),
+            "epoch_count": totals.count,
+            "epoch_seconds": totals.seconds,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Position:
+        totals = EpochTotals(state["epoch_sums"].clone(), state["epoch_count"], state["epoch_seconds"])
+        names = [item.name for item in dataclasses.fields(cls) if item.name != "totals"]
+        return cls(**{name: state[name] for name in names}, totals=totals)
+
+
+def save_checkpoint(path: Path, config: TrainConfig, position: Position, **states: Any) -> None:
+    """checkpoint.pt: the format, the config, the position, the RNG states and `states` (model,
+    optimizer, regularizer state dicts)."""
+    save_torch(
+        {
+            "format": FORMAT,
+            "config": config.to_dict(),
+            **position.to_state(),
+            **states,
+            "rng": capture_rng_state(),
+        },
+        path,
+    )
+
+
+def compatible_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint at `path` when it belongs to a run of `config`, None when there is none; a
+    checkpoint of another format or config is refused, naming what differs."""
+    if not path.is_file():
+        return None
+    state = load_torch(path)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} has checkpoint format {state.get('format')!r}, expected {FORMAT}")
+    differing = config_differences(state["config"], config)
+    if differing:
+        raise ValueError(
+            f"{path} belongs to a run with a different config (differing: {', '.join(differing)}); "
+            "resume with the same options, or use another --out"
+        )
+    return state
+
+
+class TrainingInterrupted(Exception):
+    """Raised after SIGTERM/SIGUSR1 once the checkpoint is safely written; exit with `exit_code`."""
+
+    def __init__(self, signum: int, checkpoint: Path, epoch: int, batch: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name} received: checkpoint saved at epoch {epoch + 1}, batch {batch} in {checkpoint}; "
+            "run the same command again to resume"
+        )
+
+
+class SignalFlag:
+    """Records SIGTERM/SIGUSR1 instead of dying, so the loop can checkpoint at a step boundary."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    @contextmanager
+    def installed(self) -> Iterator[SignalFlag]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

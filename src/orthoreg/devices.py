@@ -13,10 +13,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 LOCK_DIR_ENV = "ORTHOREG_GPU_LOCK_DIR"
@@ -70,8 +69,6 @@ def claim_gpu(
 def resolve_device(name: str) -> torch.device:
     """The torch device for a config's `device`: auto picks CUDA when present. With several visible
     GPUs and no CUDA_VISIBLE_DEVICES, one free GPU is claimed for the life of the process."""
-    import torch  # here, so claim_gpu works in a process that never loads torch
-
     if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICES)}")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):

@@ -17,6 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orthoreg.data import load_split
+from orthoreg.devices import resolve_device
+from orthoreg.files import save_csv, save_json
+from orthoreg.metrics import feature_metrics, layer_metrics, singular_values, summarize
+from orthoreg.runs import load_run
+
 ECE_BINS = 15
 TOP_K = 5
 
@@ -60,8 +66,6 @@ def prediction_metrics(
 ) -> dict[str, Any]:
     """test_accuracy, top5_accuracy (None under 5 classes), test_loss, ece, n_test, effective_rank and
     mean_abs_channel_cosine of the penultimate features, on uint8 images (N, C, H, W)."""
-    from orthoreg.metrics import feature_metrics
-
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
             f"expected non-empty uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
@@ -123,8 +127,6 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The eval.json of a model: prediction_metrics plus `orthogonality`, the summary of its layers'
     near-orthogonality (orthoreg.metrics.summarize)."""
-    from orthoreg.metrics import layer_metrics, summarize
-
     _, net = _parts(model)
     result = prediction_metrics(model, images, labels, batch_size=batch_size, device=device)
     return {**result, "orthogonality": summarize(layer_metrics(net, include_linear=include_linear))}
@@ -132,8 +134,6 @@ def evaluate_model(
 
 def spectrum_rows(net: nn.Module, layer_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """spectra.csv rows: the singular values of W for every layer listed in layers.csv."""
-    from orthoreg.metrics import singular_values
-
     rows = []
     for layer in layer_rows:
         module: Any = net.get_submodule(layer["layer"])
@@ -153,12 +153,6 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the run in run_dir on its dataset's test split and write eval.json, layers.csv and
     spectra.csv there atomically; returns the eval.json content."""
-    from orthoreg.checkpoint import save_csv, save_json
-    from orthoreg.data import load_split
-    from orthoreg.devices import resolve_device
-    from orthoreg.metrics import layer_metrics, summarize
-    from orthoreg.runs import load_run
-
     if limit_test is not None and limit_test < 1:
         raise ValueError(f"limit_test must be >= 1 or None (all test images), got {limit_test}")
     if batch_size < 1:

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ABLATION_PARAMS = ("gamma", "rho", "lambda")
+from orthoreg.config import (
+    ABLATION_PARAMS,
+    TrainConfig,
+    config_key,
+    regularizer_option_defaults,
+    section_fields,
+    to_arguments,
+)
+from orthoreg.data import available_datasets
+from orthoreg.files import save_json
+from orthoreg.models import available_models
+from orthoreg.regularizers import available_regularizers, regularizer_options
 
 # Top-level keys a pipeline config may hold; anything else is a typo and is refused by name.
 CONFIG_KEYS = (
@@ -33,22 +44,21 @@ CONFIG_KEYS = (
     "ablations",
     "resources",
 )
-TRAIN_KEYS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "lr_milestones",
-    "lr_decay",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "augment",
-    "limit_train",
-    "limit_test",
-    "device",
-)
-REGULARIZATION_KEYS = ("lambda", "schedule", "gamma", "rho", "include_linear", "skip_stem", "overrides")
+# `train:` takes every recipe and runtime field of TrainConfig but `threads` (a top-level key, shared
+# with the evaluate and robustness jobs); `regularization:` its regularisation fields by their config
+# names, the options of the registered regularisers, and per-regulariser `overrides`.
+TRAIN_KEYS = tuple(name for name in section_fields("recipe", "runtime") if name != "threads")
+REGULARIZATION_FIELDS = tuple(name for name in section_fields("regularization") if name != "reg_options")
 ABLATION_KEYS = ("model", "dataset", "seeds", *ABLATION_PARAMS)
+
+
+def regularization_keys() -> tuple[str, ...]:
+    """The keys `regularization:` accepts (the regulariser options of plugins included)."""
+    return (
+        *(config_key(name) for name in REGULARIZATION_FIELDS),
+        *sorted(regularizer_option_defaults()),
+        "overrides",
+    )
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ def check_config_keys(config: Mapping[str, Any]) -> None:
     _check_keys(config, CONFIG_KEYS, "")
     for section, allowed in (
         ("train", TRAIN_KEYS),
-        ("regularization", REGULARIZATION_KEYS),
+        ("regularization", regularization_keys()),
         ("ablations", ABLATION_KEYS),
     ):
         if isinstance(config.get(section), Mapping):
@@ -107,10 +117,6 @@ def check_config_keys(config: Mapping[str, Any]) -> None:
 def check_config_names(config: Mapping[str, Any]) -> None:
     """Refuse a dataset, model or regulariser name that no registry knows (after the schema checked
     types), so a newly registered one needs no schema change."""
-    from orthoreg.data import available_datasets
-    from orthoreg.models import available_models
-    from orthoreg.regularizers import available_regularizers
-
     regularizers, models, datasets = available_regularizers(), available_models(), available_datasets()
     _check_names(config["datasets"], datasets, "datasets")
     _check_names(config["models"], models, "models")
@@ -162,8 +168,6 @@ def all_runs(config: Mapping[str, Any]) -> dict[str, Run]:
 def regularizer_settings(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
     """lambda, schedule and penalty options for a run: defaults, then per-regulariser overrides, then
     the ablated value. Options a penalty does not accept (gamma for `fro`, say) are left out."""
-    from orthoreg.regularizers import regularizer_options
-
     regularization = dict(config.get("regularization", {}))
     overrides = regularization.pop("overrides", {}) or {}
     settings = {**regularization, **overrides.get(run.regularizer, {})}
@@ -171,54 +175,54 @@ def regularizer_settings(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
         param, value = run.ablation
         settings[param] = value
     accepted = set(regularizer_options(run.regularizer))
-    common = {"lambda", "schedule", "include_linear", "skip_stem"}
+    common = {config_key(name) for name in REGULARIZATION_FIELDS}
     return {key: value for key, value in settings.items() if key in common or key in accepted}
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def cli_flags(options: Mapping[str, Any]) -> list[str]:
-    """Command-line flags of an options mapping: None is left out, True is `--key`, False is `--no-key`,
-    a list gives its items after the flag."""
-    args: list[str] = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            args.append(_flag(key) if value else _flag(f"no_{key}"))
-        elif isinstance(value, (list, tuple)):
-            args += [_flag(key), *(str(item) for item in value)]
-        else:
-            args += [_flag(key), str(value)]
-    return args
+def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of one run: the config's `train:` recipe, its regularisation settings for the
+    run's regulariser (`regularizer_settings`), the top-level `threads`, and the run's own fields."""
+    settings = regularizer_settings(run, config)
+    names = {config_key(name): name for name in REGULARIZATION_FIELDS}
+    return TrainConfig(
+        model=run.model,
+        dataset=run.dataset,
+        regularizer=run.regularizer,
+        seed=run.seed,
+        ablation=None if run.ablation is None else {"param": run.ablation[0], "value": run.ablation[1]},
+        threads=config.get("threads"),
+        reg_options={key: value for key, value in settings.items() if key not in names},
+        **{names[key]: value for key, value in settings.items() if key in names},
+        **dict(config.get("train") or {}),
+    )
 
 
 def train_arguments(run: Run, config: Mapping[str, Any]) -> list[str]:
-    """The `orthoreg train` arguments of a run, except --out and --data-dir."""
-    train = config.get("train", {})
-    # the CLI's defaults are nesterov and augmentation on: only their negations are flags
-    train = {key: value for key, value in train.items() if not (key in ("nesterov", "augment") and value)}
-    settings = regularizer_settings(run, config)
-    settings = {key: value for key, value in settings.items() if not isinstance(value, bool) or value}
-    args = [
-        "--model",
-        run.model,
-        "--dataset",
-        run.dataset,
-        "--regularizer",
-        run.regularizer,
-        "--seed",
-        str(run.seed),
-        *cli_flags(train),
-        *cli_flags(settings),
+    """The `orthoreg train` arguments of a run, except --out and --data-dir: every setting the config
+    gives is spelled out, so a job's command line shows its whole recipe."""
+    train_config_ = train_config(run, config)
+    names = {config_key(name): name for name in REGULARIZATION_FIELDS}
+    given = [
+        *(config.get("train") or {}),
+        *(names[key] for key in regularizer_settings(run, config) if key in names),
     ]
-    if run.ablation is not None:
-        param, value = run.ablation
-        args += ["--ablation", f"{param}={_format_value(value)}"]
-    if config.get("threads"):
-        args += ["--threads", str(config["threads"])]
+    return to_arguments(train_config_, given=[*given, "reg_options", "threads"])
+
+
+def cli_flags(options: Mapping[str, Any]) -> list[str]:
+    """Command-line flags of an evaluate or robustness options mapping: None is left out, True is
+    `--key`, a list gives its items after the flag."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, *(str(item) for item in value)]
+        else:
+            args += [flag, str(value)]
     return args
 
 
@@ -251,7 +255,4 @@ def expected_records(runs: Iterable[Run], results_dir: str) -> list[dict[str, An
 
 def write_expected(runs: Iterable[Run], results_dir: str, path: str) -> None:
     """Write the expected-runs JSON atomically."""
-    from orthoreg.checkpoint import save_json
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_json(expected_records(runs, results_dir), path)

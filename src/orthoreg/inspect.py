@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from orthoreg.checkpoint import load_torch, save_csv
+from orthoreg.files import load_torch, save_csv
+from orthoreg.metrics import layer_metrics, singular_values
+from orthoreg.models import available_models, build_model
+from orthoreg.runs import load_run
 
 # Nested mappings that hold the weights in common checkpoint layouts (orthoreg's checkpoint.pt: "model").
 NESTED_STATE_KEYS = ("model", "state_dict", "model_state_dict")
@@ -119,8 +122,6 @@ def _load_file(path: Path, include_linear: bool) -> Target:
 
 
 def _load_run_dir(run_dir: Path) -> Target:
-    from orthoreg.runs import load_run
-
     model, record = load_run(run_dir, "cpu")
     details = ", ".join(str(record[key]) for key in ("model", "regularizer", "seed") if key in record)
     source = f"run {run_dir} ({details})"
@@ -141,8 +142,6 @@ def load_target(
     network measured, as `orthoreg evaluate` does; any other file is read as a bare state dict; a name
     that is no path is built, freshly initialised, with `orthoreg.models.build_model`.
     """
-    from orthoreg.models import available_models, build_model
-
     path = Path(target)
     if path.is_dir():
         if not (path / "run.json").is_file():
@@ -178,8 +177,6 @@ def inspect_target(
 ) -> Inspection:
     """Per-layer near-orthogonality (the rows of `orthoreg.metrics.layer_metrics`) and the singular
     values of every measured layer's W, for whatever `load_target` accepts."""
-    from orthoreg.metrics import layer_metrics, singular_values
-
     if conv_input_size is not None and (len(conv_input_size) != 2 or min(conv_input_size) < 1):
         raise ValueError(f"conv_input_size must be two positive integers (H, W), got {conv_input_size}")
     loaded = load_target(

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthoreg.checkpoint import load_torch
+from orthoreg.files import load_torch
+from orthoreg.models import Normalize, build_model
 
 RECORD_KEYS = ("model", "num_classes", "in_channels", "mean", "std", "config")
 
@@ -21,8 +22,6 @@ def build_classifier(model: str, info: Any, model_options: Mapping[str, Any] | N
 
     `info` is anything with num_classes, in_channels, mean and std (a DatasetInfo, say).
     """
-    from orthoreg.models import Normalize, build_model
-
     net = build_model(model, info.num_classes, in_channels=info.in_channels, **dict(model_options or {}))
     return nn.Sequential(Normalize(info.mean, info.std), net)
 

@@ -1,53 +1,54 @@
 """The training engine: one (model, dataset, regulariser, seed) run into a run directory.
 
 Why it is shaped this way:
-- Exact on CPU: every random state (torch, CUDA, python, numpy, the loader's generator at the start
-  of the epoch) is checkpointed with the position inside the epoch, and a resumed epoch replays its
-  plan from `TensorLoader.batches(plan, start)`, so a killed-and-resumed run ends bit-identical.
-- Never loses a run: checkpoint.pt is written atomically at every epoch end and at the first step
-  boundary after SIGTERM/SIGUSR1; the process then exits with 128 + signal so a scheduler retries,
-  and the same command resumes. A finished run (run.json with the same config) is not retrained.
-- Fast on GPU: data resident on the device, bf16 autocast, channels_last, optional torch.compile,
-  the penalty in fp32 outside autocast, and no host sync per step: losses accumulate on the device
-  and the finiteness check reads back every `nan_check_every` steps while still naming the step.
+- Exact: every random state and the position inside the epoch are checkpointed (orthoreg.checkpoint),
+  and a resumed epoch replays its plan from `TensorLoader.batches(plan, start)`, so a killed and
+  resumed run ends bit-identical on the CPU.
+- Never loses a run: checkpoint.pt is written at every epoch end and at the first step boundary after
+  SIGTERM/SIGUSR1; the process then exits with 128 + signal so a scheduler retries, and the same
+  command resumes. A finished run (run.json with the same config) is not retrained.
+- Fast: data resident on the device, bf16 autocast of the forward pass and channels_last (CUDA, and
+  CPUs with native bf16), optional torch.compile, the penalty in fp32 outside autocast, and no host
+  sync per step: losses accumulate on the device and finiteness is read back every `nan_check_every`
+  steps on CUDA, still naming the step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
-import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from orthoreg.checkpoint import (
-    capture_rng_state,
-    load_torch,
+    EpochTotals,
+    Position,
+    SignalFlag,
+    TrainingInterrupted,
+    compatible_checkpoint,
     restore_rng_state,
-    save_csv,
-    save_json,
-    save_torch,
+    save_checkpoint,
+    seed_everything,
 )
-from orthoreg.devices import DEVICES, resolve_device
+from orthoreg.config import TrainConfig, config_differences
+from orthoreg.data import TensorLoader, check_prepared, dataset_info, load_split
+from orthoreg.devices import resolve_device
+from orthoreg.files import save_csv, save_json, save_torch
+from orthoreg.metrics import layer_metrics, summarize
+from orthoreg.progress import Progress
+from orthoreg.provenance import autocast_dtype, device_label, git_commit, now, versions
+from orthoreg.regularizers import OrthogonalityRegularizer
+from orthoreg.regularizers.registry import resolve_options
+from orthoreg.runs import build_classifier
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -63,314 +64,19 @@ HISTORY_COLUMNS = (
     "orth_coherence",
     "seconds",
 )
-ABLATION_PARAMS = ("gamma", "rho", "lambda")
-# Config fields that change how fast a run goes, not what it computes; a resume may change them.
-RUNTIME_FIELDS = ("device", "threads", "compile", "nan_check_every")
-CHECKPOINT_FORMAT = 1
-
-
-class TrainingInterrupted(Exception):
-    """Raised after SIGTERM/SIGUSR1 once the checkpoint is safely written; exit with `exit_code`."""
-
-    def __init__(self, signum: int, checkpoint: Path, epoch: int, batch: int) -> None:
-        self.signum = signum
-        self.exit_code = 128 + signum
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"{name} received: checkpoint saved at epoch {epoch + 1}, batch {batch} in {checkpoint}; "
-            "run the same command again to resume"
-        )
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run. Defaults are the recipe of shared PAPER.md (Bansal et al.'s WRN recipe)."""
-
-    model: str
-    dataset: str
-    regularizer: str
-    seed: int = 0
-    epochs: int = 200
-    lam: float = 1e-4
-    schedule: str = "constant"
-    reg_options: dict[str, Any] = field(default_factory=dict)
-    include_linear: bool = False
-    skip_stem: bool = False
-    batch_size: int = 128
-    lr: float = 0.1
-    lr_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
-    lr_decay: float = 0.2
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    augment: bool = True
-    limit_train: int | None = None
-    limit_test: int | None = None
-    eval_batch_size: int = 500
-    model_options: dict[str, Any] = field(default_factory=dict)
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    threads: int | None = None
-    nan_check_every: int = 50
-    ablation: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON values (tuples become lists), as stored in run.json."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def validate(self) -> None:
-        """Refuse a bad config before any work, naming the bad value and what is accepted."""
-        from orthoreg.data import available_datasets
-        from orthoreg.models import available_models
-        from orthoreg.regularizers import SCHEDULES, available_regularizers
-
-        _check_name("model", self.model, available_models())
-        _check_name("dataset", self.dataset, available_datasets())
-        _check_name("regularizer", self.regularizer, available_regularizers())
-        _check_name("schedule", self.schedule, SCHEDULES)
-        _check_name("device", self.device, DEVICES)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
-            _check_positive_int(name, getattr(self, name))
-        for name in ("limit_train", "limit_test", "threads"):
-            if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
-        for name in ("lr", "lr_decay"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name, value in (
-            ("lambda", self.lam),
-            ("momentum", self.momentum),
-            ("weight_decay", self.weight_decay),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        milestones = list(self.lr_milestones)
-        if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):
-            raise ValueError(
-                f"lr_milestones must be increasing fractions of training in (0, 1), got {milestones}"
-            )
-        if self.ablation is not None and (
-            set(self.ablation) != {"param", "value"} or self.ablation["param"] not in ABLATION_PARAMS
-        ):
-            raise ValueError(
-                f"ablation must be {{param, value}} with param in {', '.join(ABLATION_PARAMS)}, "
-                f"got {self.ablation!r}"
-            )
-        _check_regularizer_options(self)
-
-
-def _check_name(kind: str, value: str, valid: Any) -> None:
-    valid = sorted(valid)
-    if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_regularizer_options(config: TrainConfig) -> None:
-    """Let the regulariser validate its own options (gamma, rho, ...) on a one-layer stand-in."""
-    from orthoreg.regularizers import OrthogonalityRegularizer
-
-    probe = nn.Sequential(nn.Conv2d(3, 4, 3))
-    try:
-        OrthogonalityRegularizer(
-            probe,
-            config.regularizer,
-            config.lam,
-            schedule=config.schedule,
-            include_linear=config.include_linear,
-            skip_stem=False,
-            **config.reg_options,
-        )
-    except TypeError as error:
-        raise ValueError(
-            f"regularizer {config.regularizer!r}: bad option in {config.reg_options}: {error}"
-        ) from error
-
-
-def config_differences(stored: Mapping[str, Any], config: TrainConfig) -> list[str]:
-    """Fields (runtime-only ones excepted) whose stored value differs from `config`."""
-    current = config.to_dict()
-    keys = sorted((set(stored) | set(current)) - set(RUNTIME_FIELDS))
-    return [key for key in keys if stored.get(key) != current.get(key)]
 
 
 def learning_rate(config: TrainConfig, progress: float) -> float:
-    """Multi-step decay: the base lr times lr_decay for every milestone fraction already reached."""
+    """The lr at `progress` (fraction of training done): a linear warm-up from 0 over the first
+    `warmup` of training, then multi-step decay (x lr_decay at each milestone already reached) or a
+    cosine decay to 0 over the rest."""
+    if progress < config.warmup:
+        return config.lr * progress / config.warmup
+    if config.lr_schedule == "cosine":
+        span = (progress - config.warmup) / (1.0 - config.warmup)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * span))
     passed = sum(progress >= milestone for milestone in config.lr_milestones)
     return config.lr * config.lr_decay**passed
-
-
-def git_commit() -> str | None:
-    """HEAD of the repository this package is installed from, or None outside a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
-
-
-def _versions() -> dict[str, str | None]:
-    import torchvision
-
-    try:
-        package = importlib.metadata.version("orthoreg")
-    except importlib.metadata.PackageNotFoundError:
-        package = None
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "orthoreg": package,
-    }
-
-
-def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _ensure_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test."):
-            pass
-    except OSError as error:
-        raise ValueError(f"output directory {str(out)!r} is not writable: {error}") from error
-
-
-def _check_prepared(dataset: str, data_dir: Path) -> None:
-    marker = data_dir / dataset / "prepared.json"
-    if not marker.is_file():
-        raise FileNotFoundError(
-            f"dataset {dataset!r} is not prepared under {str(data_dir)!r} (no {marker}); run "
-            f"`orthoreg prepare-data --dataset {dataset} --data-dir {data_dir}` first"
-        )
-
-
-def _finished_record(config: TrainConfig, out: Path) -> dict[str, Any] | None:
-    """The run record when `out` already holds this finished run; a different run there is refused."""
-    record_path = out / "run.json"
-    if not record_path.is_file():
-        return None
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read the existing run record {record_path}: {error}") from error
-    differing = config_differences(record.get("config", {}), config)
-    if differing:
-        raise ValueError(
-            f"{out} already holds a finished run with a different config (differing: "
-            f"{', '.join(differing)}); choose another --out or remove that run"
-        )
-    if not (out / "model.pt").is_file():
-        return None
-    return record
-
-
-def _compatible_checkpoint(config: TrainConfig, out: Path) -> dict[str, Any] | None:
-    path = out / "checkpoint.pt"
-    if not path.is_file():
-        return None
-    state = load_torch(path)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} has checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}"
-        )
-    differing = config_differences(state["config"], config)
-    if differing:
-        raise ValueError(
-            f"{path} belongs to a run with a different config (differing: {', '.join(differing)}); "
-            "resume with the same options, or use another --out"
-        )
-    return state
-
-
-class _SignalFlag:
-    """Records SIGTERM/SIGUSR1 instead of dying, so the loop can checkpoint at a step boundary."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-
-    @contextmanager
-    def installed(self) -> Iterator[_SignalFlag]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-class _Progress:
-    """A one-line progress bar on a terminal; one summary line per epoch in any case."""
-
-    def __init__(self, epochs: int, enabled: bool, stream: Any = None) -> None:
-        self.epochs = epochs
-        self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.bar = enabled and self.stream.isatty()
-        self.last_draw = 0.0
-
-    def update(self, epoch: int, batch: int, n_batches: int, loss_sum: torch.Tensor, count: int) -> None:
-        """Redraw at most 5 times a second: reading the running loss syncs with the device."""
-        now = time.monotonic()
-        if not self.bar or (now - self.last_draw < 0.2 and batch < n_batches):
-            return
-        self.last_draw = now
-        width = 30
-        filled = int(width * batch / max(n_batches, 1))
-        loss = float(loss_sum) / count
-        self.stream.write(
-            f"\repoch {epoch + 1}/{self.epochs} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{batch}/{n_batches} loss {loss:.4f}"
-        )
-        self.stream.flush()
-
-    def epoch_line(self, row: Mapping[str, Any]) -> None:
-        if not self.enabled:
-            return
-        clear = "\r\x1b[2K" if self.bar else ""
-        self.stream.write(
-            f"{clear}epoch {row['epoch']}/{self.epochs} loss {row['train_loss']:.4f} "
-            f"reg {row['reg_value']:.4g} acc {row['train_accuracy']:.4f} "
-            f"test {row['test_accuracy']:.4f} {row['seconds']:.1f}s\n"
-        )
-        self.stream.flush()
-
-
-def _autocast_factory(bf16: bool) -> Callable[[], Any]:
-    """A context-manager factory: bf16 autocast on CUDA when asked, else nothing."""
-    return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
 
 
 def make_train_step(
@@ -379,6 +85,7 @@ def make_train_step(
     optimizer: torch.optim.Optimizer,
     autocast: Callable[[], Any],
     memory_format: torch.memory_format = torch.contiguous_format,
+    label_smoothing: float = 0.0,
 ) -> Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, ...]]:
     """One SGD step: forward under `autocast`, cross-entropy and the penalty in fp32 outside it.
 
@@ -389,7 +96,7 @@ def make_train_step(
         x = x.contiguous(memory_format=memory_format)
         with autocast():
             logits = forward(x)
-        ce = F.cross_entropy(logits.float(), y)
+        ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         penalty = regularizer(progress)
         reg = penalty.float() if torch.is_tensor(penalty) else ce.new_tensor(float(penalty))
         loss = ce + reg
@@ -401,61 +108,71 @@ def make_train_step(
     return step
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def autocast_factory(dtype: torch.dtype | None, device: torch.device) -> Callable[[], Any]:
+    """A context-manager factory: autocast to `dtype` on `device`, or nothing for fp32."""
+    if dtype is None:
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def _evaluate(
-    forward: Any, loader: Any, device: torch.device, autocast: Any, memory_format: torch.memory_format
-) -> tuple[float, float]:
-    """Test loss and accuracy with one host sync at the end."""
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    count = 0
-    plan = loader.plan_epoch(torch.Generator().manual_seed(0))
+def test_pass(forward: Any, loader: TensorLoader) -> tuple[float, float]:
+    """Test loss and accuracy in fp32, with one host sync at the end: the recorded accuracy is the
+    saved model's, as `orthoreg evaluate` or any user's fp32 forward pass reproduces it."""
+    sums = torch.zeros(2, dtype=torch.float64, device=loader.device)
     with torch.no_grad():
-        for x, y in loader.batches(plan):
-            x = x.contiguous(memory_format=memory_format)
-            with autocast():
-                logits = forward(x)
-            logits = logits.float()
+        for x, y in loader.in_order():
+            logits = forward(x).float()
             correct = (logits.argmax(1) == y).sum().to(torch.float64)
             sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), correct])
-            count += y.shape[0]
     loss, correct = sums.tolist()
+    count = loader.images.shape[0]
     return loss / count, correct / count
 
 
-def _orthogonality_summary(net: nn.Module, include_linear: bool) -> tuple[float, float]:
-    from orthoreg.metrics import layer_metrics, summarize
+class NonFiniteWatch:
+    """The first non-finite step and its (loss, penalty), kept on the device: no sync per step."""
 
-    summary = summarize(layer_metrics(net, include_linear=include_linear))
-    return float(summary["mean_holistic_residual"]), float(summary["max_max_cos"])
+    def __init__(
+        self, device: torch.device, steps_per_epoch: int, regularizer: str, checkpoint: Path
+    ) -> None:
+        self.step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.values = torch.zeros(2, dtype=torch.float32, device=device)
+        self.steps_per_epoch, self.regularizer, self.checkpoint = steps_per_epoch, regularizer, checkpoint
+
+    def observe(self, step: torch.Tensor, loss: torch.Tensor, reg: torch.Tensor) -> None:
+        newly_bad = (self.step < 0) & ~torch.isfinite(loss)
+        self.step = torch.where(newly_bad, step, self.step)
+        self.values = torch.where(newly_bad, torch.stack([loss, reg]), self.values)
+
+    def check(self) -> None:
+        step = int(self.step)
+        if step >= 0:
+            loss_value, reg_value = self.values.tolist()
+            epoch, batch = divmod(step, self.steps_per_epoch)
+            raise RuntimeError(
+                f"non-finite loss at step {step} (epoch {epoch + 1}, batch {batch}): loss {loss_value}, "
+                f"regulariser value {reg_value} ({self.regularizer}, lambda-scaled); training "
+                f"stopped, the last good checkpoint {self.checkpoint} is kept"
+            )
 
 
-class _Trainer:
-    """One run's live state: model, optimiser, regulariser, loaders, generator, history, timers."""
+class Trainer:
+    """One run's live state: model, optimiser, regulariser, loaders, generator, position, timers."""
 
     def __init__(self, config: TrainConfig, out: Path, data_root: Path, verbose: bool) -> None:
-        from orthoreg.data import TensorLoader, dataset_info, load_split
-        from orthoreg.regularizers import OrthogonalityRegularizer
-        from orthoreg.runs import build_classifier
-
         self.config, self.out, self.verbose = config, out, verbose
         self.checkpoint_path = out / "checkpoint.pt"
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
-        cuda = self.device.type == "cuda"
-        if cuda:
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.info = dataset_info(config.dataset)
         train_images, train_labels = load_split(config.dataset, data_root, "train", limit=config.limit_train)
         test_images, test_labels = load_split(config.dataset, data_root, "test", limit=config.limit_test)
 
-        _seed_everything(config.seed)
-        self.memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
+        seed_everything(config.seed)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = build_classifier(config.model, self.info, config.model_options).to(
             device=self.device, memory_format=self.memory_format
         )
@@ -475,49 +192,33 @@ class _Trainer:
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
         )
+        common = {"device": self.device, "memory_format": self.memory_format, "drop_last": False}
         self.loader = TensorLoader(
-            train_images,
-            train_labels,
-            config.batch_size,
-            shuffle=True,
-            augment=config.augment,
-            device=self.device,
-            drop_last=False,
+            train_images, train_labels, config.batch_size, shuffle=True, augment=config.augment, **common
         )
         self.test_loader = TensorLoader(
-            test_images,
-            test_labels,
-            config.eval_batch_size,
-            shuffle=False,
-            augment=False,
-            device=self.device,
-            drop_last=False,
+            test_images, test_labels, config.eval_batch_size, shuffle=False, augment=False, **common
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.forward = torch.compile(self.model, dynamic=False) if config.compile else self.model
-        self.autocast = _autocast_factory(cuda and config.amp)
+        self.autocast_dtype = autocast_dtype(config.amp, self.device)
+        self.autocast = autocast_factory(self.autocast_dtype, self.device)
         self.train_step = make_train_step(
-            self.forward, self.regularizer, self.optimizer, self.autocast, self.memory_format
+            self.forward,
+            self.regularizer,
+            self.optimizer,
+            self.autocast,
+            self.memory_format,
+            config.label_smoothing,
         )
-        self.steps_per_epoch = math.ceil(int(train_labels.shape[0]) / config.batch_size)
+        self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.check_every = config.nan_check_every if cuda else 1
-        self.progress_view = _Progress(config.epochs, verbose)
-        # where the run stands; everything here goes into checkpoint.pt
-        self.position = {
-            "epoch": 0,
-            "batch": 0,
-            "epoch_generator": self.generator.get_state(),
-            "epoch_sums": torch.zeros(4, dtype=torch.float64),
-            "epoch_count": 0,
-            "epoch_seconds": 0.0,
-            "history": [],
-            "elapsed": 0.0,
-            "started": _now(),
-        }
-        # first non-finite step and its (loss, penalty), kept on the device to avoid a sync per step
-        self.bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
-        self.bad_values = torch.zeros(2, dtype=torch.float32, device=self.device)
+        self.check_every = config.nan_check_every if self.device.type == "cuda" else 1
+        self.progress_view = Progress(config.epochs, verbose)
+        self.position = Position(epoch_generator=self.generator.get_state(), started=now())
+        self.watch = NonFiniteWatch(
+            self.device, self.steps_per_epoch, config.regularizer, self.checkpoint_path
+        )
 
     def resume(self, checkpoint: Mapping[str, Any]) -> None:
         """Load every state of `checkpoint`; the random states last, after construction drew from them."""
@@ -525,134 +226,109 @@ class _Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.regularizer.load_state_dict(checkpoint["regularizer"])
         restore_rng_state(checkpoint["rng"])
-        self.position.update({key: checkpoint[key] for key in self.position})
+        self.position = Position.from_state(checkpoint)
         if self.verbose:
             print(
-                f"train: resuming {self.out} at epoch {self.position['epoch'] + 1}, "
-                f"batch {self.position['batch']}",
+                f"train: resuming {self.out} at epoch {self.position.epoch + 1}, batch {self.position.batch}",
                 file=sys.stderr,
             )
 
     def run(self) -> dict[str, Any]:
-        with _SignalFlag().installed() as flag:
-            for epoch in range(self.position["epoch"], self.config.epochs):
-                self._epoch(epoch, flag)
-        return self._finish()
+        with SignalFlag().installed() as flag:
+            for epoch in range(self.position.epoch, self.config.epochs):
+                self.epoch(epoch, flag)
+        return self.finish()
 
-    def _check_finite(self) -> None:
-        step = int(self.bad_step)
-        if step >= 0:
-            loss_value, reg_value = self.bad_values.tolist()
-            epoch, batch = divmod(step, self.steps_per_epoch)
-            raise RuntimeError(
-                f"non-finite loss at step {step} (epoch {epoch + 1}, batch {batch}): loss {loss_value}, "
-                f"regulariser value {reg_value} ({self.config.regularizer}, lambda-scaled); training "
-                f"stopped, the last good checkpoint {self.checkpoint_path} is kept"
-            )
-
-    def _save_checkpoint(self, **position: Any) -> None:
-        """Checkpoint at `position` (epoch, batch, epoch sums...), never after a non-finite step."""
-        self._check_finite()
-        self.position.update(position)
-        save_torch(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": self.config.to_dict(),
-                **self.position,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "regularizer": self.regularizer.state_dict(),
-                "rng": capture_rng_state(),
-            },
+    def save_checkpoint(self) -> None:
+        """Checkpoint the current position, never after a non-finite step."""
+        self.watch.check()
+        save_checkpoint(
             self.checkpoint_path,
+            self.config,
+            self.position,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            regularizer=self.regularizer.state_dict(),
         )
 
-    def _epoch(self, epoch: int, flag: _SignalFlag) -> None:
+    def epoch(self, epoch: int, flag: SignalFlag) -> None:
+        """One epoch from the position's batch on: train, then test, then checkpoint."""
         started = time.monotonic()
         position = self.position
-        resuming_inside = epoch == position["epoch"] and position["batch"] > 0
-        if epoch == position["epoch"]:
-            self.generator.set_state(position["epoch_generator"])
-        if resuming_inside:
-            start_batch, count = position["batch"], position["epoch_count"]
-            carried = position["epoch_seconds"]
-            sums = position["epoch_sums"].to(self.device)
-        else:
-            position["epoch_generator"] = self.generator.get_state()
-            start_batch, count, carried = 0, 0, 0.0
-            sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        start = position.batch if epoch == position.epoch else 0
+        if epoch == position.epoch and position.epoch_generator is not None:
+            self.generator.set_state(position.epoch_generator)
+        if start == 0:
+            position.epoch_generator = self.generator.get_state()
+            position.totals = EpochTotals()
+        totals = position.totals
+        totals.sums = totals.sums.to(self.device)
         plan = self.loader.plan_epoch(self.generator)
-        epoch_progress = epoch * self.steps_per_epoch / self.total_steps
-        step_counter = torch.full((), epoch * self.steps_per_epoch + start_batch, device=self.device)
+        step_counter = torch.full((), epoch * self.steps_per_epoch + start, device=self.device)
         self.model.train()
-        for batch, (x, y) in enumerate(self.loader.batches(plan, start_batch), start=start_batch):
+        for batch, (x, y) in enumerate(self.loader.batches(plan, start), start=start):
             step = epoch * self.steps_per_epoch + batch
             progress = step / self.total_steps
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.config, progress)
             loss, ce, reg, correct = self.train_step(x, y, progress)
-            newly_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
-            self.bad_step = torch.where(newly_bad, step_counter, self.bad_step)
-            self.bad_values = torch.where(newly_bad, torch.stack([loss, reg]), self.bad_values)
+            self.watch.observe(step_counter, loss, reg)
             step_counter += 1
             if (step + 1) % self.check_every == 0:
-                self._check_finite()
-            n = y.shape[0]
-            sums += torch.cat([torch.stack([loss, ce, reg]).double() * n, correct.double()[None]])
-            count += n
-            self.progress_view.update(epoch, batch + 1, self.steps_per_epoch, sums[0], count)
+                self.watch.check()
+            totals.add(loss, ce, reg, correct, y.shape[0])
+            self.progress_view.update(epoch, batch + 1, self.steps_per_epoch, totals.sums[0], totals.count)
             if flag.received is not None:
-                seconds = time.monotonic() - started
-                self.position["elapsed"] += seconds
-                self._save_checkpoint(
-                    epoch=epoch,
-                    batch=batch + 1,
-                    epoch_sums=sums.cpu(),
-                    epoch_count=count,
-                    epoch_seconds=carried + seconds,
-                )
-                raise TrainingInterrupted(flag.received, self.checkpoint_path, epoch, batch + 1)
-        self._check_finite()
+                self.interrupt(epoch, batch + 1, started, flag.received)
+        self.watch.check()
+        self.end_epoch(epoch, started)
+
+    def interrupt(self, epoch: int, batch: int, started: float, signum: int) -> None:
+        seconds = time.monotonic() - started
+        self.position.elapsed += seconds
+        self.position.totals.seconds += seconds
+        self.position.epoch, self.position.batch = epoch, batch
+        self.save_checkpoint()
+        raise TrainingInterrupted(signum, self.checkpoint_path, epoch, batch)
+
+    def end_epoch(self, epoch: int, started: float) -> None:
+        """Test, record the epoch's history row, and checkpoint at the start of the next epoch."""
         self.model.eval()
-        test_loss, test_accuracy = _evaluate(
-            self.forward, self.test_loader, self.device, self.autocast, self.memory_format
-        )
-        residual, coherence = _orthogonality_summary(self.model[1], self.config.include_linear)
-        loss_sum, ce_sum, reg_sum, correct_sum = sums.tolist()
+        test_loss, test_accuracy = test_pass(self.forward, self.test_loader)
+        summary = summarize(layer_metrics(self.model[1], include_linear=self.config.include_linear))
+        epoch_progress = epoch * self.steps_per_epoch / self.total_steps
         seconds = time.monotonic() - started
         row = {
             "epoch": epoch + 1,
             "lr": learning_rate(self.config, epoch_progress),
             "lambda": float(self.regularizer.lambda_at(epoch_progress)),
-            "train_loss": loss_sum / count,
-            "train_ce": ce_sum / count,
-            "reg_value": reg_sum / count,
-            "train_accuracy": correct_sum / count,
+            **self.position.totals.means(),
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
-            "orth_residual": residual,
-            "orth_coherence": coherence,
-            "seconds": carried + seconds,
+            "orth_residual": float(summary["mean_holistic_residual"]),
+            "orth_coherence": float(summary["max_max_cos"]),
+            "seconds": self.position.totals.seconds + seconds,
         }
-        self.position["history"].append(row)
-        self.position["elapsed"] += seconds
-        self._save_checkpoint(
-            epoch=epoch + 1,
-            batch=0,
-            epoch_generator=self.generator.get_state(),
-            epoch_sums=torch.zeros(4, dtype=torch.float64),
-            epoch_count=0,
-            epoch_seconds=0.0,
-        )
-        save_csv(self.position["history"], HISTORY_COLUMNS, self.out / "history.csv")
+        position = self.position
+        position.history.append(row)
+        position.elapsed += seconds
+        position.epoch, position.batch = epoch + 1, 0
+        position.epoch_generator = self.generator.get_state()
+        position.totals = EpochTotals()
+        self.save_checkpoint()
+        save_csv(position.history, HISTORY_COLUMNS, self.out / "history.csv")
         self.progress_view.epoch_line(row)
 
-    def _finish(self) -> dict[str, Any]:
+    def fast_path(self) -> dict[str, str]:
+        """The dtype and memory format the forward pass actually ran in."""
+        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+        layout = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
+        return {"forward_dtype": dtype, "penalty_dtype": "fp32", "memory_format": layout}
+
+    def finish(self) -> dict[str, Any]:
         """Write model.pt, history.csv and, last (it marks the run finished), run.json, whose
         reg_options are the ones in effect (the regulariser's defaults overlaid with the given ones)."""
-        from orthoreg.regularizers.registry import resolve_options
-
-        config, info, history = self.config, self.info, self.position["history"]
+        config, info, history = self.config, self.info, self.position.history
         record = {
             "model": config.model,
             "dataset": config.dataset,
@@ -672,19 +348,49 @@ class _Trainer:
             "test_loss": history[-1]["test_loss"],
             "train_accuracy": history[-1]["train_accuracy"],
             "epochs_completed": len(history),
-            "wall_seconds": self.position["elapsed"],
+            "wall_seconds": self.position.elapsed,
             "seconds_per_epoch": sum(row["seconds"] for row in history) / len(history),
-            "versions": _versions(),
-            "device": _device_label(self.device),
+            "versions": versions(),
+            "device": device_label(self.device),
+            "fast_path": self.fast_path(),
             "git_commit": git_commit(),
-            "started": self.position["started"],
-            "finished": _now(),
+            "started": self.position.started,
+            "finished": now(),
         }
         weights = {key: value.cpu() for key, value in self.model.state_dict().items()}
         save_torch(weights, self.out / "model.pt")
         save_csv(history, HISTORY_COLUMNS, self.out / "history.csv")
         save_json(record, self.out / "run.json")
         return record
+
+
+def ensure_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test."):
+            pass
+    except OSError as error:
+        raise ValueError(f"output directory {str(out)!r} is not writable: {error}") from error
+
+
+def finished_record(config: TrainConfig, out: Path) -> dict[str, Any] | None:
+    """The run record when `out` already holds this finished run; a different run there is refused."""
+    record_path = out / "run.json"
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the existing run record {record_path}: {error}") from error
+    differing = config_differences(record.get("config", {}), config)
+    if differing:
+        raise ValueError(
+            f"{out} already holds a finished run with a different config (differing: "
+            f"{', '.join(differing)}); choose another --out or remove that run"
+        )
+    if not (out / "model.pt").is_file():
+        return None
+    return record
 
 
 def train(
@@ -702,15 +408,15 @@ def train(
     """
     config.validate()
     out, data_root = Path(out_dir), Path(data_dir)
-    _check_prepared(config.dataset, data_root)
-    finished = _finished_record(config, out)
+    check_prepared(config.dataset, data_root)
+    finished = finished_record(config, out)
     if finished is not None:
         if verbose:
             print(f"train: {out} already holds this finished run; nothing to do", file=sys.stderr)
         return finished
-    checkpoint = _compatible_checkpoint(config, out)
-    _ensure_writable(out)
-    trainer = _Trainer(config, out, data_root, verbose)
+    checkpoint = compatible_checkpoint(out / "checkpoint.pt", config)
+    ensure_writable(out)
+    trainer = Trainer(config, out, data_root, verbose)
     if checkpoint is not None:
         trainer.resume(checkpoint)
     return trainer.run()

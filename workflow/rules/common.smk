@@ -6,9 +6,9 @@ from orthoreg.plugins import load_plugins
 
 min_version("8.0")
 
+load_plugins()  # models, datasets, regularisers (and their options) registered by ORTHOREG_PLUGINS modules
 grid.check_config_keys(config)
 validate(config, "../schemas/config.schema.yaml")
-load_plugins()  # models, datasets and regularisers registered by modules in ORTHOREG_PLUGINS
 grid.check_config_names(config)
 
 RESULTS = config["results_dir"]

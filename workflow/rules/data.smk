@@ -9,4 +9,5 @@ rule data:
     benchmark:
         f"{RESULTS}/benchmarks/data/{{dataset}}.tsv"
     shell:
-        "orthoreg prepare-data --dataset {wildcards.dataset} --data-dir {params.data} > {log} 2>&1"
+        # on screen too: a dataset that has to be installed or downloaded says so before it starts
+        "orthoreg prepare-data --dataset {wildcards.dataset} --data-dir {params.data} 2>&1 | tee {log}"

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from orthoreg.devices import DEVICES
+from orthoreg.evaluate import evaluate_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orthoreg.evaluate import evaluate_run
-
     result = evaluate_run(
         args.run, args.data_dir, limit_test=args.limit_test, batch_size=args.batch_size, device=args.device
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orthoreg.inspect import figure_format, format_table, inspect_target, write_spectrum_figure, write_table
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -36,14 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orthoreg.inspect import (
-        figure_format,
-        format_table,
-        inspect_target,
-        write_spectrum_figure,
-        write_table,
-    )
-
     if args.figure is not None:
         figure_format(args.figure)
     report = inspect_target(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orthoreg.report import build_report
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,8 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orthoreg.report import build_report
-
     summary = build_report(args.runs, args.tables, args.figures, expected=args.expected)
     print(
         f"report: {summary['n_runs']} runs, {len(summary['tables'])} tables in {args.tables}, "

@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from orthoreg.devices import DEVICES
+from orthoreg.robustness import RobustnessSettings, mean_corruption_accuracy, run_robustness
 
 DEFAULT_EPS = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")
 
@@ -68,8 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orthoreg.robustness import RobustnessSettings, mean_corruption_accuracy, run_robustness
-
     settings = RobustnessSettings(
         eps=tuple(args.eps),
         pgd_steps=tuple(args.pgd_steps),

@@ -105,8 +105,22 @@ def excess_correlations(bound: float) -> Correlation:
     return correlation
 
 
+def check_options(options: dict) -> None:
+    """gamma: a finite number >= 0; eps: > 0; rho (dn_relaxed): in (0, 1]."""
+    if not 0 <= options["gamma"] < math.inf:
+        raise ValueError(f"gamma must be a finite number >= 0, got {options['gamma']!r}")
+    if not options["eps"] > 0:
+        raise ValueError(f"eps must be > 0, got {options['eps']!r}")
+    if "rho" in options and not 0 < options["rho"] <= 1:
+        raise ValueError(f"rho must be in (0, 1], got {options['rho']!r}")
+
+
 @register_regularizer(
-    "dn_strict", "disentangled norm D + gamma R (strict orthogonality)", gamma=1.0, eps=1e-8
+    "dn_strict",
+    "disentangled norm D + gamma R (strict orthogonality)",
+    check=check_options,
+    gamma=1.0,
+    eps=1e-8,
 )
 def dn_strict(group: Group, gamma: float, eps: float) -> torch.Tensor:
     return gram_penalty(group.matrices, disentangled(gamma, eps, squared_correlations), filter_side=True)
@@ -115,6 +129,7 @@ def dn_strict(group: Group, gamma: float, eps: float) -> torch.Tensor:
 @register_regularizer(
     "dn_relaxed",
     "disentangled norm with the k largest correlations exempt (relaxed orthogonality)",
+    check=check_options,
     gamma=1.0,
     rho=0.5,
     eps=1e-8,
@@ -128,7 +143,11 @@ def dn_relaxed(group: Group, gamma: float, rho: float, eps: float) -> torch.Tens
 
 
 @register_regularizer(
-    "dn_welch", "disentangled norm penalising only coherence above the Welch bound", gamma=1.0, eps=1e-8
+    "dn_welch",
+    "disentangled norm penalising only coherence above the Welch bound",
+    check=check_options,
+    gamma=1.0,
+    eps=1e-8,
 )
 def dn_welch(group: Group, gamma: float, eps: float) -> torch.Tensor:
     o, n = group.shape

@@ -18,10 +18,20 @@ def ocnn_padding(kernel: int, stride: int) -> int:
     return (kernel - 1) // stride * stride
 
 
+def check_options(options: dict) -> None:
+    """stride: None (each layer's own) or a positive integer or a pair of them."""
+    stride = options["stride"]
+    if stride is not None:
+        strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        if len(strides) != 2 or not all(isinstance(s, int) and s >= 1 for s in strides):
+            raise ValueError(f"stride must be a positive integer or a pair of them, got {stride!r}")
+
+
 @register_regularizer(
     "ocnn",
     "convolutional orthogonality ||conv(K, K, stride S) - I_centre||_F^2",
     needs_kernel=True,
+    check=check_options,
     stride=None,
 )
 def ocnn(group: Group, stride: int | tuple[int, int] | None) -> torch.Tensor:

@@ -4,7 +4,6 @@ line in orthoreg/regularizers/__init__.py."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +28,15 @@ class Group:
 
 
 PenaltyFunction = Callable[..., torch.Tensor]
+OptionCheck = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class RegularizerSpec:
     """A registered penalty: `function(group, **options) -> Tensor[g]`, the options it accepts with
-    their defaults, whether it reads `group.kernels` (the 4-D weights and stride, not just the
-    flattened filters) and whether it keeps `group.state` between calls."""
+    their defaults, the function that checks their values, whether it reads `group.kernels` (the 4-D
+    weights and stride, not just the flattened filters) and whether it keeps `group.state` between
+    calls."""
 
     name: str
     description: str
@@ -43,22 +44,32 @@ class RegularizerSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     needs_kernel: bool = False
     stateful: bool = False
+    check: OptionCheck | None = None
 
 
 _REGISTRY: dict[str, RegularizerSpec] = {}
 
 
 def register_regularizer(
-    name: str, description: str, *, needs_kernel: bool = False, stateful: bool = False, **defaults: Any
+    name: str,
+    description: str,
+    *,
+    needs_kernel: bool = False,
+    stateful: bool = False,
+    check: OptionCheck | None = None,
+    **defaults: Any,
 ) -> Callable[[PenaltyFunction], PenaltyFunction]:
-    """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts.
+    """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts
+    and `check(options)` raises ValueError, naming the option and its value, for values it refuses.
     `needs_kernel`: it reads `group.kernels`/`group.stride`; `stateful`: it keeps `group.state`
     (otherwise `group.state` is always None)."""
 
     def decorate(function: PenaltyFunction) -> PenaltyFunction:
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"regulariser {name!r} is already registered")
-        _REGISTRY[name] = RegularizerSpec(name, description, function, dict(defaults), needs_kernel, stateful)
+        _REGISTRY[name] = RegularizerSpec(
+            name, description, function, dict(defaults), needs_kernel, stateful, check
+        )
         return function
 
     return decorate
@@ -96,19 +107,6 @@ def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             f"regulariser {name!r} does not take option(s) {', '.join(unknown)}; accepted: {accepted}"
         )
     resolved = {**spec.defaults, **options}
-    if "gamma" in resolved and not 0 <= resolved["gamma"] < math.inf:
-        raise ValueError(f"gamma must be a finite number >= 0, got {resolved['gamma']!r}")
-    if "rho" in resolved and not 0 < resolved["rho"] <= 1:
-        raise ValueError(f"rho must be in (0, 1], got {resolved['rho']!r}")
-    if "eps" in resolved and not resolved["eps"] > 0:
-        raise ValueError(f"eps must be > 0, got {resolved['eps']!r}")
-    if resolved.get("iters") is not None and not (
-        isinstance(resolved["iters"], int) and resolved["iters"] >= 1
-    ):
-        raise ValueError(f"iters must be a positive integer, got {resolved['iters']!r}")
-    stride = resolved.get("stride")
-    if stride is not None:
-        strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        if len(strides) != 2 or not all(isinstance(s, int) and s >= 1 for s in strides):
-            raise ValueError(f"stride must be a positive integer or a pair of them, got {stride!r}")
+    if spec.check is not None:
+        spec.check(resolved)
     return resolved

@@ -75,10 +75,18 @@ def spectral_norm(
     return value_and_gradient
 
 
+def check_options(options: dict) -> None:
+    """iters: None (the default counts) or a positive integer."""
+    iters = options["iters"]
+    if iters is not None and not (isinstance(iters, int) and not isinstance(iters, bool) and iters >= 1):
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+
+
 @register_regularizer(
     "srip",
     "spectral restricted isometry: sigma_max(G - I) on the smaller Gram (power iteration or exact)",
     stateful=True,
+    check=check_options,
     squared=False,
     exact=False,
     iters=None,

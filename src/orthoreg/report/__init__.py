@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from orthoreg.files import save_text
 from orthoreg.report import figures, tables
 from orthoreg.report.collect import RunData, load_runs
 from orthoreg.report.missing import missing_runs, missing_table, read_expected
@@ -23,7 +24,6 @@ from orthoreg.report.writers import (
     FIGURE_SUFFIXES,
     TABLE_SUFFIXES,
     Table,
-    atomic_write_text,
     save_figure,
     write_table,
 )
@@ -148,7 +148,7 @@ def _write_readme(tables_dir: Path, built: list[Table], skipped: list[dict], dat
     lines += _markdown_list([(item["name"], f"{item['kind']}: {item['reason']}") for item in skipped])
     lines += ["", "## Unfinished runs (left out of every table)", ""]
     lines += _markdown_list([(item["run_dir"], item["reason"]) for item in data.incomplete])
-    atomic_write_text(tables_dir / "README.md", "\n".join(lines) + "\n")
+    save_text("\n".join(lines) + "\n", tables_dir / "README.md")
 
 
 def _write_index(tables_dir: Path, figures_dir: Path, built: list[Table], drawn, skipped: list[dict]) -> None:
@@ -158,7 +158,7 @@ def _write_index(tables_dir: Path, figures_dir: Path, built: list[Table], drawn,
     lines += _markdown_list([(name, text) for name, text, _ in drawn])
     lines += ["", "## Not drawn or not tabulated (no data)", ""]
     lines += _markdown_list([(item["name"], item["reason"]) for item in skipped])
-    atomic_write_text(tables_dir / "index.md", "\n".join(lines) + "\n")
+    save_text("\n".join(lines) + "\n", tables_dir / "index.md")
 
 
 def build_report(

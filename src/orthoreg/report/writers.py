@@ -1,4 +1,4 @@
-"""Atomic writers for tables (.csv, .md, .tex) and figures (.pdf, .png).
+"""Writers for tables (.csv, .md, .tex) and figures (.pdf, .png).
 
 A table carries two views: `data`, the machine-readable long form written to CSV, and `display`, the
 formatted grid a reader sees in Markdown and LaTeX, with `bold` marking the best cells.
@@ -7,14 +7,13 @@ formatted grid a reader sees in Markdown and LaTeX, with `bold` marking the best
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+
+from orthoreg.files import atomic_write, save_text
 
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 FIGURE_SUFFIXES = (".pdf", ".png")
@@ -31,25 +30,6 @@ class Table:
     data: pd.DataFrame
     display: pd.DataFrame
     bold: pd.DataFrame | None = None
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call write(temporary) on a temporary file in the target folder, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def _cells(table: Table) -> list[list[tuple[str, bool]]]:
@@ -130,7 +110,7 @@ def write_table(table: Table, folder: Path) -> list[Path]:
     paths = []
     for suffix, text in texts.items():
         path = folder / f"{table.name}{suffix}"
-        atomic_write_text(path, text)
+        save_text(text, path)
         paths.append(path)
     return paths
 

@@ -1,19 +1,87 @@
-"""L-inf adversarial attacks in [0, 1] pixel space: FGSM and PGD with a random start.
+"""L-inf adversarial attacks in [0, 1] pixel space, in a registry: FGSM and PGD with a random start.
 
 The model takes pixel-space images (its normalisation is inside), so the eps ball and the [0, 1] box
 are both enforced on the images themselves. The model must be in eval mode: BatchNorm in training mode
 would both change the function under attack and update its running statistics.
+
+An attack is registered once with `register_attack`: how it crafts examples, the label tables and
+figures print, and which (eps, steps) it runs at for given settings; the robustness suite, the
+report's validation and its tables and figures all read this registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTACKS = ("fgsm", "pgd")
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack setting of robustness.json: the attack, its radius, steps, step size, random start."""
+
+    attack: str
+    eps: float
+    steps: int
+    step_size: float
+    random_start: bool
+
+    def __post_init__(self) -> None:
+        get_attack(self.attack)
+
+    @property
+    def label(self) -> str:
+        return get_attack(self.attack).label(self.steps)
+
+
+# craft(model, x, y, spec, generator) -> adversarial x
+Craft = Callable[[nn.Module, torch.Tensor, torch.Tensor, AttackSpec, "torch.Generator | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack: `craft` makes the examples; `sweep(settings, eps)` gives its specs at one
+    radius of the eps sweep, `reference(settings)` the extra specs it runs at the reference radius
+    only; `label(steps)` is its name in tables and figures."""
+
+    name: str
+    craft: Craft
+    label: Callable[[int], str]
+    sweep: Callable[[Any, float], list[AttackSpec]]
+    reference: Callable[[Any], list[AttackSpec]]
+
+
+_ATTACKS: dict[str, Attack] = {}
+
+
+def register_attack(
+    name: str,
+    *,
+    label: Callable[[int], str],
+    sweep: Callable[[Any, float], list[AttackSpec]],
+    reference: Callable[[Any], list[AttackSpec]] = lambda settings: [],
+) -> Callable[[Craft], Craft]:
+    def decorate(craft: Craft) -> Craft:
+        _ATTACKS[name] = Attack(name, craft, label, sweep, reference)
+        return craft
+
+    return decorate
+
+
+def available_attacks() -> list[str]:
+    """Registered attack names, in registration order (the order of tables and figures)."""
+    return list(_ATTACKS)
+
+
+def get_attack(name: str) -> Attack:
+    if name not in _ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; valid: {', '.join(_ATTACKS)}")
+    return _ATTACKS[name]
 
 
 def check_eps(eps: float) -> None:
@@ -84,3 +152,39 @@ def pgd(
         adversarial = torch.clamp(adversarial + step_size * grad.sign(), lower, upper)
     best[~fooled] = adversarial[~fooled]
     return best
+
+
+@register_attack(
+    "fgsm", label=lambda steps: "FGSM", sweep=lambda settings, eps: [AttackSpec("fgsm", eps, 1, eps, False)]
+)
+def craft_fgsm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, generator: torch.Generator | None
+) -> torch.Tensor:
+    return fgsm(model, x, y, spec.eps)
+
+
+def pgd_sweep(settings: Any, eps: float) -> list[AttackSpec]:
+    """The shortest PGD at every radius of the sweep."""
+    return [AttackSpec("pgd", eps, min(settings.pgd_steps), settings.step_size, True)]
+
+
+def pgd_reference(settings: Any) -> list[AttackSpec]:
+    """The longer PGDs at the reference radius only (the table's radius)."""
+    longer = sorted(set(settings.pgd_steps) - {min(settings.pgd_steps)})
+    return [AttackSpec("pgd", settings.reference_eps, steps, settings.step_size, True) for steps in longer]
+
+
+@register_attack("pgd", label=lambda steps: f"PGD-{int(steps)}", sweep=pgd_sweep, reference=pgd_reference)
+def craft_pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, generator: torch.Generator | None
+) -> torch.Tensor:
+    return pgd(
+        model,
+        x,
+        y,
+        spec.eps,
+        step_size=spec.step_size,
+        steps=spec.steps,
+        random_start=spec.random_start,
+        generator=generator,
+    )

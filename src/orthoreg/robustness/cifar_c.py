@@ -7,19 +7,18 @@ Each archive from Zenodo extracts to a folder holding `<corruption>.npy`, a uint
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-N_SEVERITIES = 5
+from orthoreg.data.download import download, verify_md5
+from orthoreg.robustness.corruptions import SEVERITIES
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,6 @@ def present_corruptions(folder: str | os.PathLike[str]) -> list[str]:
     return [name for name in OFFICIAL_CORRUPTIONS if (Path(folder) / f"{name}.npy").is_file()]
 
 
-def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _safe_extract(archive: tarfile.TarFile, destination: Path) -> None:
     """Extract refusing absolute paths, '..' and links out of the folder."""
     if hasattr(tarfile, "data_filter"):
@@ -105,11 +96,8 @@ def install_archive(
     """Check the tar's MD5 (default: the published one), then extract its folder into root atomically."""
     archive = _archive(dataset)
     expected = md5 or archive.md5
-    found = md5sum(tar_path)
-    if found != expected:
-        raise ValueError(
-            f"{tar_path}: MD5 {found} does not match the published {expected}; delete it and download again"
-        )
+    remedy = f"{tar_path} does not match the published {expected}; delete it and download again"
+    verify_md5(Path(tar_path), expected, str(tar_path), remedy)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{archive.folder}."))
@@ -136,15 +124,11 @@ def download_cifar_c(
     present = official_folder(root, dataset)
     if present is not None:
         return present
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    partial = root / f"{archive.folder}.tar.part"
-    with urllib.request.urlopen(url or archive.url) as response, open(partial, "wb") as stream:
-        shutil.copyfileobj(response, stream, length=1 << 20)
+    tar_path = download(url or archive.url, Path(root) / f"{archive.folder}.tar")
     try:
-        return install_archive(partial, root, dataset, md5)
+        return install_archive(tar_path, root, dataset, md5)
     finally:
-        partial.unlink(missing_ok=True)
+        tar_path.unlink(missing_ok=True)
 
 
 def _archive(dataset: str) -> Archive:
@@ -161,8 +145,8 @@ def load_official(
     """The first `limit` images of one corruption at one severity: uint8 (N, C, H, W), int64 labels."""
     if corruption not in OFFICIAL_CORRUPTIONS:
         raise ValueError(f"unknown corruption {corruption!r}; valid: {', '.join(OFFICIAL_CORRUPTIONS)}")
-    if severity not in range(1, N_SEVERITIES + 1):
-        raise ValueError(f"severity must be one of 1..{N_SEVERITIES}, got {severity!r}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     folder = Path(folder)
     path = folder / f"{corruption}.npy"
     if not path.is_file():
@@ -172,13 +156,13 @@ def load_official(
     if (
         images.ndim != 4
         or images.dtype != np.uint8
-        or images.shape[0] % N_SEVERITIES
+        or images.shape[0] % len(SEVERITIES)
         or images.shape[3] not in (1, 3)
     ):
         raise ValueError(f"{path}: expected uint8 (5 * n, H, W, C), got {images.dtype} {images.shape}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"{folder / 'labels.npy'}: shape {labels.shape}, expected ({images.shape[0]},)")
-    per_severity = images.shape[0] // N_SEVERITIES
+    per_severity = images.shape[0] // len(SEVERITIES)
     count = per_severity if limit is None else min(limit, per_severity)
     start = (severity - 1) * per_severity
     block = np.array(images[start : start + count])  # a writable copy out of the memory map

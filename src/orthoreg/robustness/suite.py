@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthoreg.robustness.attacks import ATTACKS, check_eps, fgsm, pgd
+from orthoreg.data import TensorLoader, load_split
+from orthoreg.data.loader import Batches
+from orthoreg.devices import resolve_device
+from orthoreg.files import save_json
+from orthoreg.robustness.attacks import AttackSpec, available_attacks, check_eps, get_attack
 from orthoreg.robustness.cifar_c import (
     ARCHIVES,
     BENCHMARK_CORRUPTIONS,
@@ -31,6 +35,7 @@ from orthoreg.robustness.cifar_c import (
     present_corruptions,
 )
 from orthoreg.robustness.corruptions import GENERATED_CORRUPTIONS, SEVERITIES, corrupt
+from orthoreg.runs import load_run, read_record
 
 SOURCES = ("official", "generated")
 EPS_TOLERANCE = 1e-6  # radii closer than this are the same radius (0.03137255 is 8/255)
@@ -65,34 +70,16 @@ class RobustnessSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-@dataclass(frozen=True)
-class AttackSpec:
-    attack: str
-    eps: float
-    steps: int
-    step_size: float
-    random_start: bool
-
-    def __post_init__(self) -> None:
-        if self.attack not in ATTACKS:
-            raise ValueError(f"unknown attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
-
-
 def attack_plan(settings: RobustnessSettings) -> list[AttackSpec]:
-    """FGSM and the shortest PGD at every radius of the sweep and at reference_eps; the longer PGDs at
-    reference_eps only (the table's radius)."""
+    """Every registered attack's specs at each radius of the sweep and reference_eps (radius by
+    radius), then each attack's extra specs at reference_eps alone."""
     radii: list[float] = [settings.reference_eps]
     for eps in settings.eps:
         if all(abs(eps - seen) > EPS_TOLERANCE for seen in radii):
             radii.append(eps)
-    shortest = min(settings.pgd_steps)
-    plan = []
-    for eps in sorted(radii):
-        plan.append(AttackSpec("fgsm", eps, 1, eps, False))
-        plan.append(AttackSpec("pgd", eps, shortest, settings.step_size, True))
-    for steps in sorted(set(settings.pgd_steps) - {shortest}):
-        plan.append(AttackSpec("pgd", settings.reference_eps, steps, settings.step_size, True))
-    return plan
+    attacks = [get_attack(name) for name in available_attacks()]
+    plan = [spec for eps in sorted(radii) for attack in attacks for spec in attack.sweep(settings, eps)]
+    return plan + [spec for attack in attacks for spec in attack.reference(settings)]
 
 
 def derived_seed(seed: int, *parts: Any) -> int:
@@ -101,18 +88,23 @@ def derived_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _batches(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device) -> Batches:
     """Float [0, 1] images and labels on `device`, batch by batch, from uint8 images; channels-last,
     the layout CPU and GPU convolutions run fastest in (about 1.3x for the attacks' backward passes)."""
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device).float() / 255
-        yield x.contiguous(memory_format=torch.channels_last), labels[start : start + batch_size].to(device)
+    loader = TensorLoader(
+        images,
+        labels,
+        batch_size,
+        shuffle=False,
+        augment=False,
+        device=device,
+        memory_format=torch.channels_last,
+    )
+    return loader.in_order()
 
 
 def accuracy(
@@ -147,20 +139,9 @@ def adversarial_accuracy(
     """Accuracy on the adversarial examples of `spec`, crafted batch by batch."""
     generator = torch.Generator().manual_seed(seed)
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    craft = get_attack(spec.attack).craft
     for x, y in _batches(images, labels, batch_size, device):
-        if spec.attack == "fgsm":
-            adversarial = fgsm(model, x, y, spec.eps)
-        else:
-            adversarial = pgd(
-                model,
-                x,
-                y,
-                spec.eps,
-                step_size=spec.step_size,
-                steps=spec.steps,
-                random_start=spec.random_start,
-                generator=generator,
-            )
+        adversarial = craft(model, x, y, spec, generator)
         with torch.no_grad():
             correct += (model(adversarial).argmax(1) == y).sum()
     return int(correct) / images.shape[0]
@@ -328,11 +309,6 @@ def run_robustness(
 ) -> dict[str, Any]:
     """Measure the run in run_dir on its dataset's test split (first `limit` images) and write
     robustness.json there atomically; returns what was written."""
-    from orthoreg.checkpoint import save_json
-    from orthoreg.data import load_split
-    from orthoreg.devices import resolve_device
-    from orthoreg.runs import load_run, read_record
-
     settings.check()
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None (all test images), got {limit}")

@@ -1,0 +1,202 @@
+"""Fashion-MNIST from its original IDX files, which the demo must find or fetch on a bare machine.
+
+The files are looked for, then fetched, in this order, the first that works winning:
+1. an existing copy: the folder named by $ORTHOREG_FASHION_MNIST_DIR, Debian's
+   /usr/share/datasets/fashion-mnist, or an earlier download under data/fashion_mnist/download/;
+2. Debian's package `dataset-fashion-mnist`, installed with apt-get when this user is root or has
+   password-less sudo (announced on stderr first);
+3. the upstream files torchvision downloads, MD5-checked.
+When all fail, one error names every remedy with its command. Whatever the source, the content of
+each decompressed file is checked against the official SHA-256 (Debian recompresses the .gz files, so
+their bytes differ from upstream's while the content is the same).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from orthoreg.data.download import fetch_verified
+from orthoreg.data.registry import DatasetInfo, Split, register_dataset
+
+VARIABLE = "ORTHOREG_FASHION_MNIST_DIR"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+DOWNLOAD_FOLDER = "download"
+# torchvision's mirror and the MD5s of the upstream .gz files (a test checks them against torchvision)
+MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+UPSTREAM_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+# SHA-256 of the DECOMPRESSED IDX files of the official release, measured on Debian's
+# dataset-fashion-mnist 0.0~git20200523.55506a9-1 (the content of upstream's .gz files).
+FILES = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+IDX_UBYTE = 0x08
+# the per-sample shape of each kind of file
+SAMPLE_SHAPES = {"images": (28, 28), "labels": ()}
+
+
+def parse_idx(content: bytes, source: str) -> torch.Tensor:
+    """An unsigned-byte IDX file (the MNIST format): the magic number (two zero bytes, type 0x08, the
+    rank), one big-endian uint32 per dimension, then the data in C order."""
+    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] != IDX_UBYTE or content[3] == 0:
+        raise ValueError(
+            f"{source} is not an unsigned-byte IDX file: magic number {content[:4].hex() or 'missing'},"
+            f" expected 000008 followed by the rank (>= 1)"
+        )
+    rank = content[3]
+    offset = 4 + 4 * rank
+    if len(content) < offset:
+        raise ValueError(f"{source}: IDX header of rank {rank} needs {offset} bytes, file has {len(content)}")
+    dims = [int.from_bytes(content[4 + 4 * k : 8 + 4 * k], "big") for k in range(rank)]
+    expected = offset + math.prod(dims)
+    if len(content) != expected:
+        raise ValueError(f"{source}: IDX header says dims {dims} ({expected} bytes), file has {len(content)}")
+    return torch.frombuffer(bytearray(content[offset:]), dtype=torch.uint8).reshape(dims)
+
+
+def holds_files(folder: Path) -> bool:
+    """Whether `folder` has each of the four IDX files, gzipped or not."""
+    return all((folder / f"{stem}.gz").is_file() or (folder / stem).is_file() for stem in FILES)
+
+
+def apt_prefix() -> list[str] | None:
+    """How this user may run apt-get without a password: [] as root, ["sudo", "-n"] with password-less
+    sudo, None when neither (or when there is no apt-get)."""
+    if shutil.which("apt-get") is None:
+        return None
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") is None:
+        return None
+    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False)
+    return ["sudo", "-n"] if probe.returncode == 0 else None
+
+
+def install_debian_package() -> str | None:
+    """Install Debian's package with apt-get (refreshing the package lists once if the first attempt
+    fails); None when it worked, else why not."""
+    prefix = apt_prefix()
+    if prefix is None:
+        return "not root and no password-less sudo (or no apt-get)"
+    install = [*prefix, "apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]
+    print(
+        f"orthoreg: Fashion-MNIST is not on this machine; installing Debian's package: {' '.join(install)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    attempts = ([install], [[*prefix, "apt-get", "update", "-q"], install])
+    for commands in attempts:
+        results = [subprocess.run(c, stdout=sys.stderr, env=environment, check=False) for c in commands]
+        if results[-1].returncode == 0 and holds_files(DEBIAN_DIR):
+            return None
+    return f"`{' '.join(install)}` failed (exit status {results[-1].returncode})"
+
+
+def download_upstream(folder: Path) -> Path:
+    """The four upstream .gz files in `folder`, each MD5-checked before it appears there."""
+    for name, md5 in UPSTREAM_MD5.items():
+        fetch_verified(MIRROR + name, folder / name, md5)
+    return folder
+
+
+def remedies(directory: Path) -> str:
+    names = ", ".join(f"{stem}.gz" for stem in FILES)
+    urls = " ".join(f"-O {MIRROR}{name}" for name in UPSTREAM_MD5)
+    return (
+        "Any one of these fixes it, then rerun the same command:\n"
+        f"  - install Debian's package:    sudo apt-get install {DEBIAN_PACKAGE}\n"
+        f"  - use a copy of the files ({names}) in a folder of your own:\n"
+        f"        export {VARIABLE}=/path/to/that/folder\n"
+        f"  - download them where there is internet and copy them to {directory / DOWNLOAD_FOLDER}:\n"
+        f"        curl {urls}"
+    )
+
+
+def locate_files(directory: Path) -> Path:
+    """The folder holding the IDX files, found or fetched in the module's order (see its docstring)."""
+    chosen = os.environ.get(VARIABLE)
+    if chosen:
+        if not Path(chosen).is_dir():
+            raise FileNotFoundError(f"{VARIABLE}={chosen} is not a directory")
+        return Path(chosen)
+    downloaded = directory / DOWNLOAD_FOLDER
+    for folder in (DEBIAN_DIR, downloaded):
+        if holds_files(folder):
+            return folder
+    tried = [f"{VARIABLE} is not set", f"{DEBIAN_DIR} does not hold the files"]
+    reason = install_debian_package()
+    if reason is None:
+        return DEBIAN_DIR
+    tried.append(f"apt-get: {reason}")
+    try:
+        return download_upstream(downloaded)
+    except (RuntimeError, ValueError) as error:
+        tried.append(f"download: {error}")
+        if downloaded.is_dir() and not any(downloaded.iterdir()):
+            downloaded.rmdir()
+    raise RuntimeError(
+        "Fashion-MNIST was not found and could not be fetched. Tried:\n"
+        + "".join(f"  - {line}\n" for line in tried)
+        + remedies(directory)
+    )
+
+
+def read_file(folder: Path, stem: str, kind: str) -> torch.Tensor:
+    """One IDX file (gzipped or not), its decompressed content checked against the official SHA-256."""
+    path = next((p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()), None)
+    if path is None:
+        raise FileNotFoundError(f"{stem}.gz (or {stem}) not found in {folder}")
+    try:
+        content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
+    actual, expected = hashlib.sha256(content).hexdigest(), FILES[stem]
+    if actual != expected:
+        raise ValueError(
+            f"checksum mismatch for {path}: decompressed content SHA-256 {actual}, expected {expected}"
+        )
+    array = parse_idx(content, str(path))
+    if tuple(array.shape[1:]) != SAMPLE_SHAPES[kind]:
+        dims = "".join(f", {d}" for d in SAMPLE_SHAPES[kind])
+        raise ValueError(f"{path}: IDX dims {list(array.shape)}, expected [N{dims}]")
+    return array
+
+
+def fetch_fashion_mnist(directory: Path) -> tuple[Split, Split]:
+    """The 28x28 grayscale images, zero-padded by 2 px on every side to 1x32x32 (the background is
+    already 0), so the CIFAR architectures keep their 32 -> 16 -> 8 downsampling with in_channels=1."""
+    folder = locate_files(directory)
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = read_file(folder, f"{prefix}-images-idx3-ubyte", "images")
+        labels = read_file(folder, f"{prefix}-labels-idx1-ubyte", "labels")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{folder}: {images.shape[0]} {prefix} images but {labels.shape[0]} labels")
+        splits.append((F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels.to(torch.int64)))
+    return splits[0], splits[1]
+
+
+# mean/std of the 2-px padded 32x32 training images (the unpadded 28x28 ones: 0.2860, 0.3530, as
+# published); tests recompute both
+register_dataset(
+    DatasetInfo("fashion_mnist", 10, 1, 32, (0.2190,), (0.3318,), 60000, 10000), fetch_fashion_mnist
+)
