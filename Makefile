@@ -15,12 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# workflow/profiles/default adds keep-going and the rerun triggers (Snakemake looks for a workflow
-# profile beside the Snakefile, i.e. ./profiles, so it is named here explicitly)
-PROFILE := --workflow-profile workflow/profiles/default
-
 demo: setup
-	snakemake $(PROFILE) --cores all --configfile config/demo.yaml
+	snakemake --cores all --configfile config/demo.yaml
 
 test: setup lint
 	pytest -q
@@ -31,7 +27,7 @@ lint: setup
 	mypy
 
 paper: setup
-	snakemake $(PROFILE) --cores all --resources gpu=$(GPUS)
+	snakemake --cores all --resources gpu=$(GPUS)
 
 clean-demo:
 	rm -rf results/runs/fashion_mnist results/tables/demo figures/demo results/grids/demo.json

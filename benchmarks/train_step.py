@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from orthoreg.data import TensorLoader
 from orthoreg.models import Normalize, build_model
+from orthoreg.provenance import autocast_dtype
 from orthoreg.regularizers import OrthogonalityRegularizer
 from orthoreg.train import autocast_factory, make_train_step
 

@@ -41,6 +41,25 @@ def test_paper_grid_dry_run_plans_every_job(tmp_path):
     }
 
 
+def test_a_bare_snakemake_call_uses_the_default_profile(tmp_path):
+    """`snakemake --cores all --resources gpu=4`, as users type it, from the repository: Snakemake finds
+    profiles/default itself, so keep-going and the rerun triggers are in effect."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        str(BIN / "snakemake"),
+        "-n",
+        "--cores",
+        "all",
+        "--resources",
+        "gpu=4",
+        "--directory",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Using workflow specific profile profiles/default" in result.stdout + result.stderr
+
+
 def test_ablation_target_plans_only_its_runs(tmp_path):
     result = snakemake("--dry-run", "--cores", "4", "ablation_rho", cwd=tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout

@@ -1,4 +1,4 @@
-"""The pipeline on a real SLURM through workflow/profiles/slurm (CI starts a single-node SLURM with
+"""The pipeline on a real SLURM through profiles/slurm (CI starts a single-node SLURM with
 `bash .ci/slurm/start.sh`: two GPU-like GRES devices, no real GPU).
 
 One Snakemake run of a reduced demo (config/ci.yaml with one seed, four epochs, every job asking for a
@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+PROFILE = ROOT / "profiles" / "slurm"
 CANCELLED_RUN = "runs/fashion_mnist/resnet8/none/seed0"
 EPOCHS = 4
 LOCAL_RULES = {"all", "expected_runs"}

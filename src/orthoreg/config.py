@@ -153,7 +153,7 @@ class TrainConfig:
         "recipe",
         check=fraction_below_one,
     )
-    momentum: float = knob(0.9, "SGD momentum", "recipe", check=non_negative_number)
+    momentum: float = knob(0.9, "SGD momentum", "recipe", check=fraction_below_one)
     nesterov: bool = knob(True, "Nesterov momentum", "recipe")
     weight_decay: float = knob(5e-4, "L2 weight decay of SGD", "recipe", check=non_negative_number)
     label_smoothing: float = knob(
@@ -400,7 +400,7 @@ def to_arguments(config: TrainConfig, given: Iterable[str] = ()) -> list[str]:
             for key, option in value.items():
                 args += ["--model-option", f"{key}={option}"]
         elif name == "ablation":
-            args += [flag(name), f"{value['param']}={format(float(value['value']), 'g')}"]
+            args += [flag(name), f"{value['param']}={value['value']}"]
         elif isinstance(value, bool):
             args.append(flag(name) if value else f"--no-{flag(name)[2:]}")
         elif isinstance(value, tuple):

@@ -180,11 +180,12 @@ def regularizer_settings(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
-    """The TrainConfig of one run: the config's `train:` recipe, its regularisation settings for the
-    run's regulariser (`regularizer_settings`), the top-level `threads`, and the run's own fields."""
+    """The validated TrainConfig of one run: the config's `train:` recipe, its regularisation settings
+    for the run's regulariser (`regularizer_settings`), the top-level `threads`, and the run's own
+    fields. Snakemake builds these while planning, so a bad value stops the workflow before any job."""
     settings = regularizer_settings(run, config)
     names = {config_key(name): name for name in REGULARIZATION_FIELDS}
-    return TrainConfig(
+    run_config = TrainConfig(
         model=run.model,
         dataset=run.dataset,
         regularizer=run.regularizer,
@@ -195,6 +196,8 @@ def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
         **{names[key]: value for key, value in settings.items() if key in names},
         **dict(config.get("train") or {}),
     )
+    run_config.validate()
+    return run_config
 
 
 def train_arguments(run: Run, config: Mapping[str, Any]) -> list[str]:
