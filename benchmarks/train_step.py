@@ -24,9 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from orthoreg.data import TensorLoader
 from orthoreg.models import Normalize, build_model
-from orthoreg.provenance import autocast_dtype
+from orthoreg.precision import autocast_dtype, autocast_factory
 from orthoreg.regularizers import OrthogonalityRegularizer
-from orthoreg.train import autocast_factory, make_train_step
+from orthoreg.train import make_train_step
 
 CPU_MODELS = ["resnet8", "resnet20", "resnet56", "resnet110", "resnet18", "wrn16_8"]
 GPU_MODELS = ["resnet20", "resnet32", "resnet56", "resnet110", "resnet18", "resnet34", "wrn16_8", "wrn28_10"]

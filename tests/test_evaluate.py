@@ -122,6 +122,7 @@ def test_top5_is_none_under_five_classes_and_batches_do_not_matter():
     assert whole["top5_accuracy"] is None
     pieces = prediction_metrics(model, images, labels, batch_size=3)
     assert pieces.pop("top5_accuracy") is None and whole.pop("top5_accuracy") is None
+    assert pieces.pop("forward_dtype") == whole.pop("forward_dtype") == "fp32"
     assert pieces == pytest.approx(whole, rel=1e-6)
 
 
@@ -139,6 +140,7 @@ def test_evaluate_model_adds_the_orthogonality_summary():
         "n_test",
         "effective_rank",
         "mean_abs_channel_cosine",
+        "forward_dtype",
         "orthogonality",
     }
 
@@ -188,6 +190,7 @@ def test_cli_writes_eval_layers_and_spectra(tmp_path, untrained_run):
     images, labels = load_split("synthetic", data_dir, "test", limit=64)
     expected = evaluate_model(model, images, labels, batch_size=64)
     orthogonality, expected_orthogonality = evaluation.pop("orthogonality"), expected.pop("orthogonality")
+    assert evaluation.pop("forward_dtype") == expected.pop("forward_dtype") == "fp32"
     assert evaluation == pytest.approx(expected, rel=1e-5)
     assert evaluation["n_test"] == 64 and 0 <= evaluation["ece"] <= 1
     assert orthogonality.keys() == expected_orthogonality.keys()

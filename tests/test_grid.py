@@ -54,7 +54,9 @@ def test_ablation_runs_vary_one_parameter_on_one_model():
     assert len(gamma) == 2 * 5 * 3
     assert {r.model for r in gamma} == {config["ablations"]["model"]}
     assert {r.ablation[0] for r in gamma} == {"gamma"}
-    assert len(set(grid.all_runs(config))) == 432 + 30 + 12 + 24
+    assert len(set(grid.all_runs(config))) == 432 + 30 + 12 + 24 + 3
+    relaxation = grid.ablation_runs(config, "relaxation")
+    assert {run.path.split("/")[-2] for run in relaxation} == {"relaxation=rank"}
 
 
 def test_run_paths_are_distinct_and_readable():
@@ -90,7 +92,7 @@ def test_demo_config_merged_over_paper_config_keeps_its_own_ablations():
     grid.check_config_keys(config)
     grid.check_config_names(config)
     runs = grid.all_runs(config)
-    assert len(runs) == 1 * 2 * 5 * 2 + 2
+    assert len(runs) == 1 * 1 * 5 * 3 + 2 * 3  # the main grid, and the rho ablation (two values, three seeds)
     assert {run.ablation[0] for run in runs.values() if run.ablation} == {"rho"}
 
 

@@ -226,7 +226,10 @@ def test_feature_metrics_of_redundant_channels():
     [
         (lambda: feature_metrics(torch.randn(10)), r"features must be \[N >= 2, F\], got shape \(10,\)"),
         (lambda: feature_metrics(torch.randn(1, 4)), r"got shape \(1, 4\)"),
-        (lambda: singular_values(torch.randn(2, 3, 4)), r"rank 4 or 2, got shape \(2, 3, 4\)"),
+        (
+            lambda: singular_values(torch.randn(2, 3, 4, 1, 1, 1)),
+            r"rank 2 \(Linear\) or 3-5 \(Conv1d/2d/3d\), got shape \(2, 3, 4, 1, 1, 1\)",
+        ),
         (lambda: conv_operator_singular_values(torch.randn(3, 4), (4, 4)), r"got shape \(3, 4\)"),
         (lambda: conv_operator_singular_values(torch.randn(2, 2, 5, 5), (4, 4)), r"input size \(4, 4\)"),
         (lambda: weight_metrics(torch.full((3, 4), float("nan"))), "non-finite values"),

@@ -24,8 +24,8 @@ ALL_MODELS = [
 ]
 
 # Published sizes in millions: He et al. 2016 Table 6 (ResNet-20/32/56/110: 0.27/0.46/0.85/1.7, with
-# parameter-free shortcuts; the 1x1 projections here add 0.9-1.8%), the CIFAR ResNet-18/34 (11.17/21.28),
-# Zagoruyko & Komodakis 2016 Table 1 (WRN-16-8 11.0, WRN-28-10 36.5).
+# parameter-free option A shortcuts, the CIFAR ResNets' default here), the CIFAR ResNet-18/34
+# (11.17/21.28), Zagoruyko & Komodakis 2016 Table 1 (WRN-16-8 11.0, WRN-28-10 36.5).
 PUBLISHED_MILLIONS = {
     "resnet20": 0.27,
     "resnet32": 0.46,
@@ -39,15 +39,15 @@ PUBLISHED_MILLIONS = {
 PUBLISHED_TOLERANCE = 0.025  # relative
 
 # (3x3 convolutions, 1x1 shortcut convolutions, BatchNorms) counted by hand from the architectures:
-# CIFAR ResNet-(6n+2): stem + 2 per block * 3n blocks = 6n+1 3x3, projections at the 2 stage changes,
-# one BN after each conv. ResNet-18: stem + 2 * 8 blocks = 17, 3 projections (64->128->256->512).
+# CIFAR ResNet-(6n+2): stem + 2 per block * 3n blocks = 6n+1 3x3, option A shortcuts (no layer), one BN
+# after each conv. ResNet-18: stem + 2 * 8 blocks = 17, 3 projections (64->128->256->512).
 # WRN-(6n+4): stem + 2 * 3n = 6n+1 3x3, 3 projections (16->16k is a change too), 2 BN per block + final BN.
 LAYER_COUNTS = {
-    "resnet8": (7, 2, 9),
-    "resnet20": (19, 2, 21),
-    "resnet32": (31, 2, 33),
-    "resnet56": (55, 2, 57),
-    "resnet110": (109, 2, 111),
+    "resnet8": (7, 0, 7),
+    "resnet20": (19, 0, 19),
+    "resnet32": (31, 0, 31),
+    "resnet56": (55, 0, 55),
+    "resnet110": (109, 0, 109),
     "resnet18": (17, 3, 20),
     "resnet34": (33, 3, 36),
     "wrn16_8": (13, 3, 13),
@@ -66,13 +66,14 @@ def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def cifar_resnet_parameters(n: int, in_channels: int, num_classes: int) -> int:
-    """Closed form for He et al.'s CIFAR ResNet with 1x1 conv + BN projection shortcuts."""
+def cifar_resnet_parameters(n: int, in_channels: int, num_classes: int, shortcut: str = "A") -> int:
+    """Closed form for He et al.'s CIFAR ResNet: option A shortcuts add nothing, option B a 1x1 conv
+    and a BatchNorm at each of the two stage changes."""
     total, channels = in_channels * 16 * 9 + 2 * 16, 16
     for width in (16, 32, 64):
         for _ in range(n):
             total += channels * width * 9 + width * width * 9 + 4 * width
-            if channels != width:
+            if channels != width and shortcut == "B":
                 total += channels * width + 2 * width
             channels = width
     return total + channels * num_classes + num_classes
@@ -92,9 +93,22 @@ def wide_resnet_parameters(n: int, k: int, in_channels: int, num_classes: int) -
 
 @pytest.mark.parametrize(("name", "n"), [("resnet8", 1), ("resnet20", 3), ("resnet56", 9), ("resnet110", 18)])
 @pytest.mark.parametrize("in_channels", [1, 3])
-def test_cifar_resnet_parameters_match_the_closed_form(name, n, in_channels):
-    model = build_model(name, num_classes=100, in_channels=in_channels)
-    assert parameter_count(model) == cifar_resnet_parameters(n, in_channels, 100)
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_cifar_resnet_parameters_match_the_closed_form(name, n, in_channels, shortcut):
+    model = build_model(name, num_classes=100, in_channels=in_channels, shortcut=shortcut)
+    assert parameter_count(model) == cifar_resnet_parameters(n, in_channels, 100, shortcut)
+
+
+def test_option_a_shortcut_is_the_subsampled_input_zero_padded():
+    from orthoreg.models.resnet import PaddedIdentity
+
+    x = torch.randn(2, 16, 8, 8)
+    out = PaddedIdentity(16, 32, 2)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
+    assert out[:, :8].abs().sum() == 0 and out[:, 24:].abs().sum() == 0
+    with pytest.raises(ValueError, match="shortcut must be one of A, B"):
+        build_model("resnet20", 10, shortcut="C")
 
 
 @pytest.mark.parametrize(("name", "n", "k"), [("wrn16_8", 2, 8), ("wrn28_10", 4, 10)])
@@ -218,13 +232,16 @@ def test_registry_lists_every_model_and_refuses_a_second_factory_under_a_name(mo
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "resnet99", "num_classes": 10}, "unknown model 'resnet99'; available: resnet110, resnet18"),
+        (
+            {"name": "resnet99", "num_classes": 10},
+            "unknown model 'resnet99'; available: resnet110, resnet14, resnet18",
+        ),
         ({"name": "resnet8", "num_classes": 0}, "num_classes must be a positive integer, got 0"),
         ({"name": "resnet8", "num_classes": True}, "num_classes must be a positive integer, got True"),
         ({"name": "resnet8", "num_classes": 10, "in_channels": -1}, "in_channels must be a positive integer"),
         (
             {"name": "resnet8", "num_classes": 10, "dropout": 0.1},
-            "does not accept option.* dropout; accepted: none",
+            "does not accept option.* dropout; accepted: shortcut",
         ),
         (
             {"name": "wrn16_8", "num_classes": 10, "drop": 0.1},

@@ -304,8 +304,11 @@ def test_regularizer_applies_lambda_and_the_step_schedule():
     ("call", "message"),
     [
         (lambda w: orthoreg.penalty("frob", w), "unknown regulariser 'frob'; available: dn_relaxed"),
-        (lambda w: orthoreg.penalty("fro", w[0, 0, 0]), "weight must have rank 4 .* or 2 .*, got rank 1"),
-        (lambda w: orthoreg.penalty("fro", w[0]), "weight must have rank 4 .* or 2 .*, got rank 3"),
+        (lambda w: orthoreg.penalty("fro", w[0, 0, 0]), "weight must have rank 2 .* or 3-5 .*, got rank 1"),
+        (
+            lambda w: orthoreg.penalty("fro", w[..., None, None]),
+            r"weight must have rank 2 .* or 3-5 .*, got rank 6",
+        ),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=0.0), r"rho must be in \(0, 1\], got 0.0"),
         (lambda w: orthoreg.penalty("dn_relaxed", w, rho=1.5), r"rho must be in \(0, 1\], got 1.5"),
         (
@@ -466,7 +469,7 @@ def test_only_stateful_penalties_keep_state():
         (lambda: orthoreg.penalty("dn_strict", torch.ones(3, 4), gamma=math.inf), "gamma must be .* got inf"),
         (lambda: orthoreg.penalty("ocnn", torch.ones(3, 4, 3, 3), stride=0), "stride must be .* got 0"),
         (lambda: orthoreg.model_penalty("ocnn", MixedNet(), stride=2), "do not pass stride"),
-        (lambda: orthoreg.model_penalty("fro", nn.Linear(3, 3)), "no Conv2d layer"),
+        (lambda: orthoreg.model_penalty("fro", nn.Linear(3, 3)), "has no layer to regularise"),
     ],
 )
 def test_more_bad_input(call, message):

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 
 from orthoreg.cli import report as report_cli
-from orthoreg.report import build_report, stats
+from orthoreg.report import build_report, claims, figures, stats
 from orthoreg.report.collect import load_runs
 from orthoreg.report.figures import representative_layer
 from orthoreg.report.order import model_key, sort_frame
 from orthoreg.report.published import published_vs_reproduced
+from orthoreg.report.style import new_figure, regularizer_styles
 
 PDF_MAGIC = b"%PDF-"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -67,6 +68,8 @@ def make_run(
     evaluate: bool = True,
     robustness: bool = True,
     seconds: float = 10.0,
+    reg_options: dict | None = None,
+    cpu_seconds: float | None = None,
 ) -> Path:
     """A run directory in the contract's layout and formats, with known numbers."""
     if ablation is None:
@@ -92,7 +95,7 @@ def make_run(
             "seed": seed,
             "lambda": 1e-4,
             "schedule": "constant",
-            "reg_options": {},
+            "reg_options": reg_options or {},
             "ablation": ablation,
             "config": {"epochs": epochs},
             "num_classes": 10,
@@ -106,6 +109,7 @@ def make_run(
             "epochs_completed": done,
             "wall_seconds": seconds * done,
             "seconds_per_epoch": seconds,
+            **({} if cpu_seconds is None else {"cpu_seconds_per_epoch": cpu_seconds, "load_average": 2.5}),
             "versions": {},
             "device": "cpu",
             "git_commit": "abc",
@@ -307,15 +311,49 @@ def test_sign_flip_beyond_exact_limit_is_monte_carlo_and_small_for_a_clear_effec
     assert p_value <= 3 / (1 + stats.MONTE_CARLO_FLIPS)
 
 
-def test_bootstrap_interval_contains_mean_and_is_deterministic():
-    differences = np.array([3.0, 0.0, 3.0, 1.0])
-    low, high = stats.bootstrap_ci(differences, seed=7)
-    assert low <= differences.mean() <= high
-    assert differences.min() <= low and high <= differences.max()
-    assert stats.bootstrap_ci(differences, seed=7) == (low, high)
-    assert stats.bootstrap_ci(np.array([1.5, 1.5])) == (1.5, 1.5)
-    with pytest.raises(ValueError, match="level"):
-        stats.bootstrap_ci(differences, level=95)
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995, 0.9995])
+def test_t_quantile_matches_the_closed_forms(p):
+    # df = 1 is the Cauchy distribution, df = 2 and df = 4 have closed-form quantiles
+    assert stats.t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+    assert stats.t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    alpha = 4 * p * (1 - p)
+    q = math.cos(math.acos(math.sqrt(alpha)) / 3) / math.sqrt(alpha)
+    assert stats.t_quantile(p, 4) == pytest.approx(2 * math.sqrt(q - 1), rel=1e-9)
+    assert stats.t_quantile(1 - p, 4) == pytest.approx(-stats.t_quantile(p, 4), rel=1e-12)
+    # many degrees of freedom: the normal quantile
+    assert stats.t_quantile(p, 1e7) == pytest.approx(statistics.NormalDist().inv_cdf(p), rel=1e-5)
+
+
+def test_t_interval_and_test_of_a_mean_by_hand():
+    estimate = stats.mean_estimate(np.array([3.0, 0.0, 3.0]))
+    # mean 2, sd sqrt(3), se 1, 2 degrees of freedom: half-width t_0.975(2) = 4.30265...
+    half = (2 * 0.975 - 1) / math.sqrt(2 * 0.975 * 0.025)
+    assert estimate.interval == pytest.approx((2 - half, 2 + half), rel=1e-9)
+    # P(T2 > 2) = (1 - 2 / sqrt(2^2 + 2)) / 2
+    assert estimate.p_value == pytest.approx(1 - 2 / math.sqrt(6), rel=1e-9)
+    assert estimate.verdict(+1) == "inconclusive at n = 3"
+    assert stats.mean_estimate(np.array([1.0, 1.2, 0.9])).verdict(+1) == "supported"
+    assert stats.mean_estimate(np.array([1.0, 1.2, 0.9])).verdict(-1) == "contradicted"
+    assert stats.mean_estimate(np.array([1.0, 1.2])).verdict(+1) == "inconclusive at n = 2"
+    single = stats.mean_estimate(np.array([4.0]))
+    assert math.isnan(single.interval[0]) and single.verdict(+1) == "inconclusive at n = 1"
+
+
+def test_slope_and_welch_difference_by_hand():
+    x = np.log2([20, 20, 56, 56, 110, 110])
+    y = np.array([3.1, 2.9, 1.2, 0.8, -0.9, -1.1])
+    estimate = stats.slope_estimate(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
+    residuals = y - (slope * x + intercept)
+    se = math.sqrt(residuals @ residuals / 4 / ((x - x.mean()) @ (x - x.mean())))
+    assert (estimate.value, estimate.se, estimate.df) == pytest.approx((slope, se, 4), rel=1e-9)
+    assert estimate.verdict(-1) == "supported"
+    other = stats.slope_estimate(x, y[::-1])
+    difference = stats.difference_estimate(other, estimate)
+    welch_df = (other.se**2 + se**2) ** 2 / (other.se**4 / 4 + se**4 / 4)
+    assert (difference.value, difference.df) == pytest.approx((other.value - slope, welch_df), rel=1e-9)
+    with pytest.raises(ValueError, match="two distinct x"):
+        stats.slope_estimate(np.array([1.0, 1.0]), np.array([0.0, 1.0]))
 
 
 def test_mean_std_uses_sample_std():
@@ -362,25 +400,24 @@ def test_main_table_mean_std_n_and_best(report):
         assert line["n"] == len(percent)
         assert line["mean_accuracy_pct"] == pytest.approx(statistics.mean(percent), abs=1e-5)
         assert line["std_accuracy_pct"] == pytest.approx(statistics.stdev(percent), abs=1e-5)
+    # best only among cells with n >= 3: resnet20's none and dn_strict compete, resnet56 (n = 2) has none
     best = table[table["best"]]
-    assert sorted(zip(best["model"], best["regularizer"], strict=False)) == [
-        ("resnet20", "dn_strict"),
-        ("resnet56", "dn_strict"),
-    ]
+    assert sorted(zip(best["model"], best["regularizer"], strict=False)) == [("resnet20", "dn_strict")]
     markdown = (report["tables"] / "main_accuracy.md").read_text()
     assert "**93.00 ± 1.00 (n=3)**" in markdown
     assert (
         "| cifar10 | resnet20 | 91.00 ± 1.00 (n=3) | 92.00 ± 1.41 (n=2) | **93.00 ± 1.00 (n=3)** |"
         in markdown
     )
-    assert "| cifar10 | resnet56 | 81.00 ± 1.41 (n=2) | - | **82.00 ± 1.41 (n=2)** |" in markdown
+    assert "| cifar10 | resnet56 | 81.00 ± 1.41 (n=2) | - | 82.00 ± 1.41 (n=2) |" in markdown
     latex = (report["tables"] / "main_accuracy.tex").read_text()
     assert r"\textbf{93.00 $\pm$ 1.00 (n=3)}" in latex and r"\begin{tabular}{lllll}" in latex
 
 
 def test_ties_for_best_are_all_marked(tmp_path):
     for regularizer in ("none", "fro"):
-        make_run(tmp_path / "runs_root", "cifar10", "resnet20", regularizer, 0, 0.9, evaluate=False)
+        for seed in range(3):
+            make_run(tmp_path / "runs_root", "cifar10", "resnet20", regularizer, seed, 0.9, evaluate=False)
     build_report(tmp_path / "runs_root", tmp_path / "t", tmp_path / "f")
     assert pd.read_csv(tmp_path / "t" / "main_accuracy.csv")["best"].all()
 
@@ -404,21 +441,25 @@ def test_depth_trend_gains_are_paired_by_seed(report):
 def test_significance_table(report):
     table = read_table(report, "significance")
     strict = row(table, model="resnet20", regularizer="dn_strict")
-    # differences (3, 0, 3): sign patterns give |sum| 6 in 4 of 8 cases -> p = 0.5
-    assert strict["p_value"] == pytest.approx(0.5)
-    assert strict["p_method"] == "exact"
+    # differences (3, 0, 3): sign patterns give |sum| 6 in 4 of 8 cases -> p = 0.5, never below 2/8
+    assert strict["p_sign_flip"] == pytest.approx(0.5)
+    assert strict["sign_flip_method"] == "exact" and strict["smallest_sign_flip_p"] == pytest.approx(0.25)
     assert strict["n_pairs"] == 3
     assert strict["mean_difference_pp"] == pytest.approx(2.0, abs=1e-6)
-    assert strict["ci95_low_pp"] <= 2.0 <= strict["ci95_high_pp"]
-    low, high = stats.bootstrap_ci(np.array([93.0 - 90.0, 92.0 - 92.0, 94.0 - 91.0]))
-    assert (strict["ci95_low_pp"], strict["ci95_high_pp"]) == pytest.approx((low, high), abs=1e-5)
+    # mean 2, se 1, 2 degrees of freedom: 2 -+ t_0.975(2) and p = 1 - 2/sqrt(6)
+    half = (2 * 0.975 - 1) / math.sqrt(2 * 0.975 * 0.025)
+    assert (strict["ci95_low_pp"], strict["ci95_high_pp"]) == pytest.approx((2 - half, 2 + half), abs=1e-5)
+    assert strict["p_t"] == pytest.approx(1 - 2 / math.sqrt(6), abs=1e-6)
+    assert not strict["significant"]
     fro = row(table, model="resnet20", regularizer="fro")
-    # differences (1, 1): the interval collapses on 1; p = 2/4
-    assert (fro["ci95_low_pp"], fro["ci95_high_pp"], fro["p_value"]) == pytest.approx(
+    # differences (1, 1): the interval collapses on 1; sign-flip p = 2/4; n = 2 is never marked
+    assert (fro["ci95_low_pp"], fro["ci95_high_pp"], fro["p_sign_flip"]) == pytest.approx(
         (1.0, 1.0, 0.5), abs=1e-6
     )
-    assert "sign-flip" in (report["tables"] / "significance.md").read_text()
-    assert "bootstrap" in (report["tables"] / "README.md").read_text()
+    assert not fro["significant"]
+    markdown = (report["tables"] / "significance.md").read_text()
+    assert "sign-flip" in markdown and "**" not in markdown.split("\n", 1)[1]
+    assert "Student-t" in (report["tables"] / "README.md").read_text()
 
 
 def test_cost_table_ratio_to_none(report):
@@ -434,9 +475,10 @@ def test_orthogonality_best_per_measure(report):
     table = read_table(report, "orthogonality_best")
     winners = table[table["best"] & (table["model"] == "resnet20")]
     best = dict(zip(winners["measure"] + "|" + winners["source"], winners["regularizer"], strict=True))
+    # fro has two seeds, so only none and dn_strict (three each) compete for best
     assert best["max_cos|eval.json"] == "dn_strict"  # lowest
-    assert best["condition_number|eval.json"] == "fro"  # lowest
-    assert best["effective_rank|eval.json"] == "fro"  # highest
+    assert best["condition_number|eval.json"] == "dn_strict"  # lowest
+    assert best["effective_rank|eval.json"] == "dn_strict"  # highest
     assert best["holistic_residual|layers.csv, mean over layers"] == "dn_strict"
     # layer mean of holistic_residual = max_cos * (1 + 2 + 3) / 3; seed-independent
     value = row(table, model="resnet20", regularizer="none", measure="holistic_residual")["mean"]
@@ -479,7 +521,8 @@ def test_ablation_table(report):
     table = read_table(report, "ablation")
     assert row(table, ablation_value=1.0)["mean_accuracy_pct"] == pytest.approx(94.0)
     assert row(table, ablation_value=0.5)["std_accuracy_pct"] == pytest.approx(statistics.stdev([90, 92]))
-    assert bool(row(table, ablation_value=1.0)["best"]) and not bool(row(table, ablation_value=0.5)["best"])
+    # two seeds per value: no best is marked
+    assert not table["best"].any()
     # ablation runs stay out of the main table
     assert "dn_relaxed" not in set(read_table(report, "main_accuracy")["regularizer"])
 
@@ -542,9 +585,10 @@ def test_every_table_in_three_formats_and_indexed(report):
         "robustness_adversarial",
         "cost",
         "ablation",
+        "claims",
     }
     for name in report["summary"]["tables"]:
-        for suffix in (".csv", ".md", ".tex"):
+        for suffix in (".csv", ".md", ".tex", ".html"):
             assert (report["tables"] / f"{name}{suffix}").stat().st_size > 0
         assert f"`{name}`" in index
     for name in report["summary"]["figures"]:
@@ -757,3 +801,141 @@ def test_cli_report(tmp_path, capsys):
     args = report_parser().parse_args(["report", "--runs", str(tmp_path / "missing")])
     with pytest.raises(FileNotFoundError, match="not a directory"):
         args.func(args)
+
+
+# ---- claims, figure honesty, ablation points, cost on the CPU ------------------------------------------
+
+# gains over none by depth: dn_strict's fade, dn_relaxed's stay (pp, before the per-seed jitter)
+CLAIM_GAINS = {
+    "dn_strict": {"resnet20": 3.0, "resnet56": 1.0, "resnet110": -1.0},
+    "dn_relaxed": {"resnet20": 3.0, "resnet56": 3.0, "resnet110": 2.8},
+    "fro": {"resnet20": 1.0, "resnet56": 0.0, "resnet110": 0.0},
+}
+JITTER = {0: -0.2, 1: 0.1, 2: 0.15}
+
+
+def claims_tree(root: Path) -> None:
+    for model in ("resnet20", "resnet56", "resnet110"):
+        for seed, jitter in JITTER.items():
+            make_run(root, "cifar10", model, "none", seed, 0.90 + jitter / 100, robustness=False)
+            for regularizer, gains in CLAIM_GAINS.items():
+                accuracy = 0.90 + (gains[model] + jitter * (1 + 0.5 * seed)) / 100
+                make_run(root, "cifar10", model, regularizer, seed, accuracy, robustness=False)
+
+
+def test_claims_are_verdicts_computed_by_hand(tmp_path):
+    claims_tree(tmp_path / "results")
+    summary = build_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures")
+    table = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    # claim 1: dn_strict's max_cos is 0.2 below fro's (the closest) and 0.7 below none's at every seed
+    max_cos = row(table, claim=claims.CLAIM_1, scope="resnet20", quantity="max_cos")
+    assert max_cos["comparison"].startswith("fro - dn_strict") and max_cos["estimate"] == pytest.approx(0.2)
+    assert max_cos["verdict"] == "supported"
+    # fro's condition number (1.0) beats dn_strict's (1.5): the claim is contradicted for that measure
+    condition = row(table, claim=claims.CLAIM_1, scope="resnet20", quantity="condition_number")
+    assert condition["estimate"] == pytest.approx(-0.5) and condition["verdict"] == "contradicted"
+    # claim 2a: the least-squares slope of the seed-level strict gains against log2(depth)
+    gains = [
+        (math.log2(depth), CLAIM_GAINS["dn_strict"][f"resnet{depth}"] + jitter * (1 + 0.5 * seed) - jitter)
+        for depth in (20, 56, 110)
+        for seed, jitter in JITTER.items()
+    ]
+    x, y = np.array(gains).T
+    slope = np.polyfit(x, y, 1)[0]
+    strict = row(table, claim=claims.CLAIM_2A)
+    assert strict["estimate"] == pytest.approx(slope, abs=1e-6) and strict["n"] == 9
+    assert strict["verdict"] == "supported"
+    assert row(table, claim=claims.CLAIM_2B)["verdict"] == "supported"
+    assert row(table, claim=claims.CLAIM_2C)["verdict"] == "supported"
+    assert "claims" in summary["figures"]
+    assert "**supported**" in (tmp_path / "tables" / "claims.md").read_text()
+
+
+def test_claims_with_two_seeds_stay_inconclusive(report):
+    table = read_table(report, "claims")
+    resnet56 = table[(table["claim"] == claims.CLAIM_1) & (table["scope"] == "resnet56")]
+    assert len(resnet56) and set(resnet56["verdict"]) == {"inconclusive at n = 2"}
+
+
+def test_identical_curves_are_drawn_once_and_named_together():
+    frame = pd.DataFrame(
+        {
+            "regularizer": ["fro", "so", "none"] * 2,
+            "seed": [0, 0, 0, 1, 1, 1],
+            "x": [1] * 3 + [2] * 3,
+            "y": [5.0, 5.0, 4.0, 6.0, 6.0, 7.0],
+        }
+    )
+    groups = figures.merge_identical(figures.curves(frame, "x", "y"))
+    assert [names for names, _ in groups] == [["none"], ["fro", "so"]]
+    figure, axes = new_figure(1, 1)
+    figures.draw_lines(axes[0], frame, "x", "y", regularizer_styles(frame["regularizer"]))
+    assert [line.get_label() for line in axes[0].get_lines()] == ["none", "fro = so (identical)"]
+
+
+def test_a_line_breaks_where_a_regulariser_was_not_measured():
+    frame = pd.DataFrame(
+        {
+            "regularizer": ["a", "a", "b", "b", "b"],
+            "seed": 0,
+            "x": [1, 3, 1, 2, 3],
+            "y": [1.0, 3.0, 1.0, 2.0, 4.0],
+        }
+    )
+    figure, axes = new_figure(1, 1)
+    figures.draw_lines(axes[0], frame, "x", "y", regularizer_styles(["a", "b"]))
+    first = axes[0].get_lines()[0]
+    assert first.get_label() == "a" and np.isnan(first.get_ydata()[1])
+
+
+def test_cosine_gram_colour_scale_spans_the_off_diagonal_entries(tmp_path):
+    torch = pytest.importorskip("torch")
+    weight = (
+        torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+        .reshape(3, 1, 1, 3)
+        .expand(3, 1, 3, 3)
+    )
+    run_dir = make_run(tmp_path / "results", "cifar10", "resnet20", "none", 0, 0.9, robustness=False)
+    torch.save({"1.layer.conv.weight": weight.clone()}, run_dir / "model.pt")
+    (drawn,) = figures.gram_figures(load_runs(tmp_path / "results"), {})
+    image = drawn.figure.axes[0].get_images()[0]
+    assert image.get_clim() == pytest.approx((0.0, 0.6))  # not (0, 1): the diagonal is left out
+    assert np.ma.getmaskarray(image.get_array())[0, 0]  # the NaN diagonal is masked: drawn grey
+
+
+def test_ablation_curves_include_the_main_grid_value(tmp_path):
+    for seed in range(3):
+        make_run(tmp_path / "r", "cifar10", "resnet20", "dn_relaxed", seed, 0.91, reg_options={"rho": 0.5})
+        for value in (0.25, 1.0):
+            ablation = {"param": "rho", "value": value}
+            make_run(
+                tmp_path / "r",
+                "cifar10",
+                "resnet20",
+                "dn_relaxed",
+                seed,
+                0.9,
+                ablation=ablation,
+                evaluate=False,
+            )
+    summary = build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f")
+    table = pd.read_csv(tmp_path / "t" / "ablation.csv")
+    main = row(table, ablation_value=0.5)
+    assert main["source"] == "main grid" and main["mean_accuracy_pct"] == pytest.approx(91.0)
+    assert "ablation_cifar10_resnet20" in summary["figures"]
+
+
+def test_cost_on_the_cpu_compares_process_time(tmp_path):
+    make_run(tmp_path / "r", "cifar10", "resnet20", "none", 0, 0.9, seconds=30.0, cpu_seconds=10.0)
+    make_run(tmp_path / "r", "cifar10", "resnet20", "dn_strict", 0, 0.9, seconds=90.0, cpu_seconds=12.0)
+    build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f")
+    table = pd.read_csv(tmp_path / "t" / "cost.csv")
+    strict = row(table, regularizer="dn_strict")
+    assert strict["ratio_to_none"] == pytest.approx(1.2) and strict["measure"] == "CPU seconds (process)"
+    assert "side by side" in (tmp_path / "t" / "cost.md").read_text()
+
+
+def test_html_tables_show_the_grid_with_bold_best(report):
+    page = (report["tables"] / "main_accuracy.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page
+    assert "<b>93.00 ± 1.00 (n=3)</b>" in page

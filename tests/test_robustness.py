@@ -546,7 +546,8 @@ def test_generated_report_has_the_contract_fields_and_repeats_exactly(trained):
         batch_size=100,
     )
     result = robustness_report(model, images, labels, settings)
-    assert set(result) == {"clean_accuracy", "n", "seed", "corruptions", "adversarial"}
+    assert set(result) == {"clean_accuracy", "n", "seed", "forward_dtype", "corruptions", "adversarial"}
+    assert result["forward_dtype"] == "fp32"
     assert result["n"] == 256 and result["seed"] == 3
     assert result["clean_accuracy"] == accuracy(model, images, labels, batch_size=256, device=CPU)
     assert {(r["corruption"], r["severity"]) for r in result["corruptions"]} == {

@@ -54,6 +54,10 @@ RUN_JSON_KEYS = {
     "versions",
     "device",
     "fast_path",
+    "relaxation",
+    "model_options",
+    "cpu_seconds_per_epoch",
+    "load_average",
     "git_commit",
     "started",
     "finished",
@@ -137,7 +141,10 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def history_without_time(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "history.csv", newline="") as stream:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(stream)]
+        return [
+            {k: v for k, v in row.items() if k not in ("seconds", "cpu_seconds")}
+            for row in csv.DictReader(stream)
+        ]
 
 
 def cli(out: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
@@ -306,7 +313,8 @@ def test_run_files_follow_the_contract(reference, data_dir):
     assert set(record) == RUN_JSON_KEYS
     assert record["config"] == json.loads(json.dumps(dataclasses.asdict(small_config())))
     assert set(record["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert record["lambda"] == 1e-2 and record["reg_options"] == {"gamma": 1.0, "rho": 0.5, "eps": 1e-8}
+    assert record["lambda"] == 1e-2
+    assert record["reg_options"] == {"gamma": 1.0, "rho": 0.5, "eps": 1e-8, "relaxation": "rho", "k": None}
     assert record["epochs_completed"] == 4 and record["ablation"] is None
     assert set(record["versions"]) == {"python", "torch", "torchvision", "orthoreg"}
     assert record["git_commit"] is None or len(record["git_commit"]) == 40

@@ -61,11 +61,13 @@ def seed_everything(seed: int) -> None:
 @dataclass
 class EpochTotals:
     """Sums over the current epoch's steps: loss, ce, reg (each times the batch size) and correct
-    predictions, kept on the device so no step syncs; the sample count and the seconds spent."""
+    predictions, kept on the device so no step syncs; the sample count, and the wall and process CPU
+    seconds spent."""
 
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
     count: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def add(
         self, loss: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, correct: torch.Tensor, n: int
@@ -105,11 +107,17 @@ class Position:
             "epoch_sums": totals.sums.cpu(),
             "epoch_count": totals.count,
             "epoch_seconds": totals.seconds,
+            "epoch_cpu_seconds": totals.cpu_seconds,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Position:
-        totals = EpochTotals(state["epoch_sums"].clone(), state["epoch_count"], state["epoch_seconds"])
+        totals = EpochTotals(
+            state["epoch_sums"].clone(),
+            state["epoch_count"],
+            state["epoch_seconds"],
+            state["epoch_cpu_seconds"],
+        )
         names = [item.name for item in dataclasses.fields(cls) if item.name != "totals"]
         return cls(**{name: state[name] for name in names}, totals=totals)
 

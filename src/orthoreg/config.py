@@ -25,13 +25,14 @@ from typing import Any
 from orthoreg.data import available_datasets
 from orthoreg.devices import DEVICES
 from orthoreg.models import available_models
+from orthoreg.precision import AMP_MODES
 from orthoreg.regularizers import SCHEDULES, available_regularizers, regularizer_options
 from orthoreg.regularizers.registry import resolve_options
 
 SECTIONS = ("run", "regularization", "recipe", "runtime")
-ABLATION_PARAMS = ("gamma", "rho", "lambda")
+# settings an ablation may vary: numbers, except `relaxation` (a rule name)
+ABLATION_PARAMS = ("gamma", "rho", "lambda", "relaxation")
 LR_SCHEDULES = ("step", "cosine")
-AMP_MODES = ("auto", "bf16", "off")
 # Fields that change how fast a run goes, not what it computes; a resume may change them.
 RUNTIME_ONLY = ("device", "threads", "compile", "nan_check_every")
 
@@ -128,6 +129,12 @@ class TrainConfig:
     reg_options: dict[str, Any] = knob({}, "options of the regulariser (gamma, rho, ...)", "regularization")
     include_linear: bool = knob(False, "regularise linear layers too", "regularization")
     skip_stem: bool = knob(False, "leave the first convolution alone", "regularization")
+    calibration_images: int = knob(
+        512,
+        "first training images whose layer inputs set dn_relaxed's per-layer k under relaxation=rank",
+        "regularization",
+        check=positive_int,
+    )
     # recipe
     epochs: int = knob(200, "training epochs", "recipe", check=positive_int)
     batch_size: int = knob(128, "training batch size", "recipe", check=positive_int)

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthoreg.data import load_split
+from orthoreg.data import TensorLoader, load_split
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_csv, save_json
 from orthoreg.metrics import feature_metrics, layer_metrics, singular_values, summarize
+from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
 from orthoreg.runs import load_run
 
 ECE_BINS = 15
@@ -63,9 +64,11 @@ def prediction_metrics(
     *,
     batch_size: int = 500,
     device: str | torch.device = "cpu",
+    amp: str = "off",
 ) -> dict[str, Any]:
     """test_accuracy, top5_accuracy (None under 5 classes), test_loss, ece, n_test, effective_rank and
-    mean_abs_channel_cosine of the penultimate features, on uint8 images (N, C, H, W)."""
+    mean_abs_channel_cosine of the penultimate features, on uint8 images (N, C, H, W), and the
+    forward_dtype the pass ran in (`amp` as in training: off is fp32)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
             f"expected non-empty uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
@@ -77,14 +80,25 @@ def prediction_metrics(
     normalize, net = _parts(model)
     model.eval()
     device = torch.device(device)
+    dtype = autocast_dtype(amp, device)
+    autocast = autocast_factory(dtype, device)
+    loader = TensorLoader(
+        images,
+        labels,
+        batch_size,
+        shuffle=False,
+        augment=False,
+        device=device,
+        memory_format=torch.channels_last,
+    )
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1 correct, top-k correct
     confidences, correct, features = [], [], []
     with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(device).float() / 255
-            y = labels[start : start + batch_size].to(device)
-            feature = net.forward_features(normalize(x))
-            logits = net.fc(feature).float()
+        for x, y in loader.in_order():
+            with autocast():
+                feature = net.forward_features(normalize(x))
+                logits = net.fc(feature)
+            logits = logits.float()
             k = min(TOP_K, logits.shape[1])
             hits = (logits.topk(k, dim=1).indices == y[:, None]).any(1)
             probabilities = logits.softmax(1)
@@ -113,6 +127,7 @@ def prediction_metrics(
         "n_test": n,
         "effective_rank": float(expressiveness["effective_rank"]),
         "mean_abs_channel_cosine": float(expressiveness["mean_abs_channel_cosine"]),
+        "forward_dtype": dtype_name(dtype),
     }
 
 
@@ -138,7 +153,7 @@ def spectrum_rows(net: nn.Module, layer_rows: list[dict[str, Any]]) -> list[dict
     for layer in layer_rows:
         module: Any = net.get_submodule(layer["layer"])
         weight = module.weight.detach()
-        for index, value in enumerate(singular_values(weight).tolist()):
+        for index, value in enumerate(singular_values(weight, layer["groups"]).tolist()):
             rows.append({"layer": layer["layer"], "index": index, "singular_value": value})
     return rows
 
@@ -150,6 +165,7 @@ def evaluate_run(
     limit_test: int | None = None,
     batch_size: int = 500,
     device: str = "auto",
+    amp: str = "off",
 ) -> dict[str, Any]:
     """Evaluate the run in run_dir on its dataset's test split and write eval.json, layers.csv and
     spectra.csv there atomically; returns the eval.json content."""
@@ -159,11 +175,12 @@ def evaluate_run(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     torch_device = resolve_device(device)
     model, record = load_run(run_dir, torch_device)
+    model = model.to(memory_format=torch.channels_last)
     _, net = _parts(model)
     images, labels = load_split(record["dataset"], Path(data_dir), "test", limit=limit_test)
     layers = layer_metrics(net, include_linear=bool(record["config"].get("include_linear", False)))
     result = {
-        **prediction_metrics(model, images, labels, batch_size=batch_size, device=torch_device),
+        **prediction_metrics(model, images, labels, batch_size=batch_size, device=torch_device, amp=amp),
         "orthogonality": summarize(layers),
     }
     run_dir = Path(run_dir)

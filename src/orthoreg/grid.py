@@ -69,7 +69,7 @@ class Run:
     model: str
     regularizer: str
     seed: int
-    ablation: tuple[str, float] | None = None
+    ablation: tuple[str, float | str] | None = None
 
     @property
     def path(self) -> str:
@@ -83,8 +83,8 @@ class Run:
         )
 
 
-def _format_value(value: float) -> str:
-    return format(float(value), "g")
+def _format_value(value: float | str) -> str:
+    return value if isinstance(value, str) else format(float(value), "g")
 
 
 def _check_keys(section: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
@@ -152,7 +152,13 @@ def ablation_runs(config: Mapping[str, Any], param: str) -> list[Run]:
         return []
     seeds = ablations.get("seeds", config["seeds"])
     return [
-        Run(ablations["dataset"], ablations["model"], regularizer, int(seed), (param, float(value)))
+        Run(
+            ablations["dataset"],
+            ablations["model"],
+            regularizer,
+            int(seed),
+            (param, value if isinstance(value, str) else float(value)),
+        )
         for regularizer in spec["regularizers"]
         for value in spec["values"]
         for seed in seeds

@@ -1,5 +1,5 @@
 """Where and with what a run was computed, for its run.json: package versions, the git commit, the
-device and the CPU/GPU fast path (dtype, memory format) actually used."""
+device and the time."""
 
 from __future__ import annotations
 
@@ -49,25 +49,6 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 autocast is
-    faster than fp32; elsewhere it is emulated and slower. Read from /proc/cpuinfo (Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The forward pass's autocast dtype for TrainConfig.amp on `device`, or None for fp32."""
-    if amp == "off":
-        return None
-    if amp == "bf16" or device.type == "cuda" or cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
 
 
 def now() -> str:

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,10 @@ from orthoreg.data import TensorLoader, check_prepared, dataset_info, load_split
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_csv, save_json, save_torch
 from orthoreg.metrics import layer_metrics, summarize
+from orthoreg.models import model_options
+from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
 from orthoreg.progress import Progress
-from orthoreg.provenance import autocast_dtype, device_label, git_commit, now, versions
+from orthoreg.provenance import device_label, git_commit, now, versions
 from orthoreg.regularizers import OrthogonalityRegularizer
 from orthoreg.regularizers.registry import resolve_options
 from orthoreg.runs import build_classifier
@@ -63,6 +64,7 @@ HISTORY_COLUMNS = (
     "orth_residual",
     "orth_coherence",
     "seconds",
+    "cpu_seconds",
 )
 
 
@@ -106,13 +108,6 @@ def make_train_step(
         return loss.detach(), ce.detach(), reg.detach(), (logits.argmax(1) == y).sum()
 
     return step
-
-
-def autocast_factory(dtype: torch.dtype | None, device: torch.device) -> Callable[[], Any]:
-    """A context-manager factory: autocast to `dtype` on `device`, or nothing for fp32."""
-    if dtype is None:
-        return nullcontext
-    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def test_pass(forward: Any, loader: TensorLoader) -> tuple[float, float]:
@@ -233,7 +228,17 @@ class Trainer:
                 file=sys.stderr,
             )
 
+    def calibrate(self) -> None:
+        """Fix dn_relaxed's per-layer k from the first `calibration_images` training images (stored
+        order, no augmentation) when its relaxation rule needs data; a resumed run has them already."""
+        if self.regularizer.needs_calibration:
+            images = self.loader.images[: self.config.calibration_images].float().div(255)
+            self.regularizer.calibrate(
+                images.contiguous(memory_format=self.memory_format), forward=self.model
+            )
+
     def run(self) -> dict[str, Any]:
+        self.calibrate()
         with SignalFlag().installed() as flag:
             for epoch in range(self.position.epoch, self.config.epochs):
                 self.epoch(epoch, flag)
@@ -253,7 +258,7 @@ class Trainer:
 
     def epoch(self, epoch: int, flag: SignalFlag) -> None:
         """One epoch from the position's batch on: train, then test, then checkpoint."""
-        started = time.monotonic()
+        started = (time.monotonic(), time.process_time())
         position = self.position
         start = position.batch if epoch == position.epoch else 0
         if epoch == position.epoch and position.epoch_generator is not None:
@@ -283,21 +288,22 @@ class Trainer:
         self.watch.check()
         self.end_epoch(epoch, started)
 
-    def interrupt(self, epoch: int, batch: int, started: float, signum: int) -> None:
-        seconds = time.monotonic() - started
+    def interrupt(self, epoch: int, batch: int, started: tuple[float, float], signum: int) -> None:
+        seconds = time.monotonic() - started[0]
         self.position.elapsed += seconds
         self.position.totals.seconds += seconds
+        self.position.totals.cpu_seconds += time.process_time() - started[1]
         self.position.epoch, self.position.batch = epoch, batch
         self.save_checkpoint()
         raise TrainingInterrupted(signum, self.checkpoint_path, epoch, batch)
 
-    def end_epoch(self, epoch: int, started: float) -> None:
+    def end_epoch(self, epoch: int, started: tuple[float, float]) -> None:
         """Test, record the epoch's history row, and checkpoint at the start of the next epoch."""
         self.model.eval()
         test_loss, test_accuracy = test_pass(self.forward, self.test_loader)
         summary = summarize(layer_metrics(self.model[1], include_linear=self.config.include_linear))
         epoch_progress = epoch * self.steps_per_epoch / self.total_steps
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - started[0]
         row = {
             "epoch": epoch + 1,
             "lr": learning_rate(self.config, epoch_progress),
@@ -308,6 +314,7 @@ class Trainer:
             "orth_residual": float(summary["mean_holistic_residual"]),
             "orth_coherence": float(summary["max_max_cos"]),
             "seconds": self.position.totals.seconds + seconds,
+            "cpu_seconds": self.position.totals.cpu_seconds + time.process_time() - started[1],
         }
         position = self.position
         position.history.append(row)
@@ -321,7 +328,7 @@ class Trainer:
 
     def fast_path(self) -> dict[str, str]:
         """The dtype and memory format the forward pass actually ran in."""
-        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+        dtype = dtype_name(self.autocast_dtype)
         layout = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
         return {"forward_dtype": dtype, "penalty_dtype": "fp32", "memory_format": layout}
 
@@ -337,6 +344,8 @@ class Trainer:
             "lambda": config.lam,
             "schedule": config.schedule,
             "reg_options": resolve_options(config.regularizer, dict(config.reg_options)),
+            "relaxation": self.regularizer.relaxation(),
+            "model_options": model_options(config.model, config.model_options),
             "ablation": config.ablation,
             "config": config.to_dict(),
             "num_classes": info.num_classes,
@@ -350,6 +359,8 @@ class Trainer:
             "epochs_completed": len(history),
             "wall_seconds": self.position.elapsed,
             "seconds_per_epoch": sum(row["seconds"] for row in history) / len(history),
+            "cpu_seconds_per_epoch": sum(row["cpu_seconds"] for row in history) / len(history),
+            "load_average": os.getloadavg()[0],
             "versions": versions(),
             "device": device_label(self.device),
             "fast_path": self.fast_path(),

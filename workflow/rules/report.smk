@@ -18,11 +18,12 @@ rule report:
     """Aggregate every run into tables (CSV, Markdown, LaTeX) and figures (PDF, PNG)."""
     input:
         expected=f"{RESULTS}/grids/{NAME}.json",
-        runs=run_files(RUNS, RUN_OUTPUTS),
+        main=run_files(MAIN_RUNS, MAIN_OUTPUTS),
+        ablations=run_files([path for paths in ABLATION_RUNS.values() for path in paths], ABLATION_OUTPUTS),
     output:
         tables=report(
             directory(f"{RESULTS}/tables/{NAME}"),
-            patterns=["{table}.csv"],
+            patterns=["{table}.html"],
             caption="../report/tables.rst",
             category="Tables",
         ),
@@ -34,6 +35,8 @@ rule report:
         ),
     params:
         results=RESULTS,
+        table_captions=table_captions(),
+        figure_captions=figure_captions(),
     log:
         f"logs/report/{NAME}.log",
     benchmark:
@@ -50,4 +53,4 @@ for param, paths in ABLATION_RUNS.items():
         name:
             f"ablation_{param}"
         input:
-            run_files(paths, RUN_OUTPUTS),
+            run_files(paths, ABLATION_OUTPUTS),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orthoreg.devices import DEVICES
 from orthoreg.evaluate import evaluate_run
+from orthoreg.precision import AMP_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +23,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when present")
+    parser.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default="off",
+        help="forward pass in bf16 autocast: auto = where the hardware computes bf16 natively; off = fp32 (default)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate_run(
-        args.run, args.data_dir, limit_test=args.limit_test, batch_size=args.batch_size, device=args.device
+        args.run,
+        args.data_dir,
+        limit_test=args.limit_test,
+        batch_size=args.batch_size,
+        device=args.device,
+        amp=args.amp,
     )
     top5 = "n/a" if result["top5_accuracy"] is None else f"{result['top5_accuracy']:.4f}"
     print(

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="per-layer near-orthogonality of a registered model, a run directory or a state dict file",
         description="Print one row per convolution (and, with --include-linear, per linear layer) with "
         "the near-orthogonality measures of orthoreg.metrics.layer_metrics. TARGET is a registered model "
-        "name (freshly initialised), a run directory or its model.pt, or any file saved with "
+        "name (freshly initialised), torchvision:<name> (a torchvision model without weights), a run "
+        "directory or its model.pt, or any file saved with "
         "torch.save(model.state_dict()); for a bare state dict the 4-D and 2-D weight tensors are read "
         "directly, so no model class is needed.",
     )
@@ -32,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar=("H", "W"),
         help="also give the exact singular values of each convolution operator on an HxW input (FFT)",
     )
+    parser.add_argument(
+        "--rho", type=float, default=None, help="add each layer's k under dn_relaxed's rho rule with this rho"
+    )
     parser.add_argument("--num-classes", type=int, default=10, help="for a model name (default 10)")
     parser.add_argument("--in-channels", type=int, default=3, help="for a model name (default 3)")
     parser.set_defaults(func=run)
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         conv_input_size=None if args.conv_input_size is None else tuple(args.conv_input_size),
         num_classes=args.num_classes,
         in_channels=args.in_channels,
+        rho=args.rho,
     )
     print(f"inspect: {report.source}: {len(report.rows)} layers")
     print(format_table(report.rows))

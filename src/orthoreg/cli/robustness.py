@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from orthoreg.devices import DEVICES
+from orthoreg.precision import AMP_MODES
 from orthoreg.robustness import RobustnessSettings, mean_corruption_accuracy, run_robustness
 
 DEFAULT_EPS = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")
@@ -65,6 +66,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and PGD starts")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when present")
+    parser.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default="off",
+        help="forward passes in bf16 autocast: auto = where the hardware computes bf16 natively; off = fp32 (default)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         cifar_c_dir=args.cifar_c_dir,
         download=args.download,
         device=args.device,
+        amp=args.amp,
     )
     if args.cifar_c_dir is not None and all(r["source"] == "generated" for r in result["corruptions"]):
         print(

@@ -2,6 +2,6 @@
 
 from orthoreg.models import resnet, wide_resnet  # noqa: F401  (registers the models)
 from orthoreg.models.normalize import Normalize
-from orthoreg.models.registry import available_models, build_model, register_model
+from orthoreg.models.registry import available_models, build_model, model_options, register_model
 
-__all__ = ["Normalize", "available_models", "build_model", "register_model"]
+__all__ = ["Normalize", "available_models", "build_model", "model_options", "register_model"]

@@ -40,6 +40,21 @@ def _check_options(name: str, factory: Callable[..., nn.Module], options: dict[s
         )
 
 
+def model_options(name: str, options: dict[str, object] | None = None) -> dict[str, object]:
+    """Every keyword option of a registered model with its value for this build: the factory's
+    defaults overlaid with `options` (what run.json records, so a run says which variant it is)."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    factory = _MODELS[name]
+    _check_options(name, factory, dict(options or {}))
+    defaults = {
+        key: parameter.default
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if key not in ("num_classes", "in_channels") and parameter.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **dict(options or {})}
+
+
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 

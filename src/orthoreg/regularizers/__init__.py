@@ -1,8 +1,9 @@
 """Orthogonality regularisers. Add one: a file with `@register_regularizer` and one import below."""
 
 from orthoreg.regularizers import baselines, disentangled, ocnn, srip  # noqa: F401  (registers them)
-from orthoreg.regularizers.core import model_penalty, penalty, regularized_layers
-from orthoreg.regularizers.disentangled import relaxation_k, welch_bound
+from orthoreg.regularizers.core import model_penalty, penalty
+from orthoreg.regularizers.disentangled import welch_bound
+from orthoreg.regularizers.layers import Layer, Selector, regularized_layers
 from orthoreg.regularizers.registry import (
     Group,
     RegularizerSpec,
@@ -12,16 +13,23 @@ from orthoreg.regularizers.registry import (
     regularizer_spec,
 )
 from orthoreg.regularizers.regularizer import OrthogonalityRegularizer
+from orthoreg.regularizers.relaxation import RULES as RELAXATION_RULES
+from orthoreg.regularizers.relaxation import effective_rank, rank_k, relaxation_k
 from orthoreg.regularizers.schedule import SCHEDULES, schedule_multiplier
 
 __all__ = [
+    "RELAXATION_RULES",
     "SCHEDULES",
     "Group",
+    "Layer",
     "OrthogonalityRegularizer",
     "RegularizerSpec",
+    "Selector",
     "available_regularizers",
+    "effective_rank",
     "model_penalty",
     "penalty",
+    "rank_k",
     "register_regularizer",
     "regularized_layers",
     "regularizer_options",

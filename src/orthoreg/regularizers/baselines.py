@@ -47,6 +47,6 @@ def _coherence(small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return largest, difference.sign() * ties / ties.sum(dim=(1, 2), keepdim=True)
 
 
-@register_regularizer("mc", "mutual coherence max |(G - I)_jl| on the smaller Gram")
+@register_regularizer("mc", "mutual coherence max |(G - I)_jl| on the smaller Gram", combine="max")
 def mutual_coherence(group: Group) -> torch.Tensor:
     return gram_penalty(group.matrices, _coherence, filter_side=attainable_side(group.matrices))

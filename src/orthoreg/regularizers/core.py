@@ -1,31 +1,24 @@
-"""`penalty` for one weight and `model_penalty` for a whole model, batched by layer shape.
+"""`penalty` for one weight and `model_penalty` for a whole model, batched by block shape.
 
-A model's regularised layers are grouped once by (weight shape, stride); each call stacks a group's
-weights and evaluates the penalty on the whole stack, so a ResNet-110 costs a handful of batched
-matmuls instead of 111 small ones. Penalties run in float32 with autocast off.
+A model's regularised layers (orthoreg.regularizers.layers) are grouped once by (block shape, stride,
+groups, per-layer options); each call stacks a group's filter blocks and evaluates the penalty on the
+whole stack, so a ResNet-110 costs a handful of batched matmuls instead of 111 small ones, and a
+ResNeXt's 32-group convolutions cost one. Penalties run in float32 with autocast off.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from orthoreg.regularizers.registry import Group, get_spec, resolve_options
+from orthoreg.regularizers.layers import Layer, Selector, filter_blocks, kernel_blocks, regularized_layers
+from orthoreg.regularizers.registry import Group, RegularizerSpec, get_spec, resolve_options
 
-
-def _as_kernel(weight: torch.Tensor) -> torch.Tensor:
-    if weight.dim() == 4:
-        return weight
-    if weight.dim() == 2:
-        return weight[:, :, None, None]
-    raise ValueError(
-        f"weight must have rank 4 (out, in, kh, kw) or 2 (out, in), got rank {weight.dim()} shape {tuple(weight.shape)}"
-    )
+LayerOptions = Mapping[str, Mapping[str, Any]]
 
 
 def _check_finite(weight: torch.Tensor, where: str) -> None:
@@ -33,71 +26,93 @@ def _check_finite(weight: torch.Tensor, where: str) -> None:
         raise ValueError(f"non-finite values (NaN or Inf) in the weight of {where}")
 
 
-def penalty(name: str, weight: torch.Tensor, **options: Any) -> torch.Tensor:
-    """The penalty of one weight tensor (o, i, kh, kw) or (o, n), without lambda: a 0-dim tensor."""
+def _check_kernel_rank(spec: RegularizerSpec, weight: torch.Tensor, where: str) -> None:
+    """Penalties that read the kernels (ocnn) are defined for 2-D convolutions (and a Linear as a 1x1)."""
+    if spec.needs_kernel and weight.dim() not in (2, 4):
+        kind = {3: "1-D", 5: "3-D"}.get(weight.dim(), f"rank-{weight.dim()}")
+        raise ValueError(
+            f"regulariser {spec.name!r} is defined for 2-D convolutions only; {where} is a {kind} convolution "
+            f"(weight {tuple(weight.shape)}): leave it out (exclude=...) or choose another regulariser"
+        )
+
+
+def _group(weights: list[torch.Tensor], groups: int, stride: tuple[int, ...], state: dict | None) -> Group:
+    kernels = torch.cat([kernel_blocks(weight, groups) for weight in weights]).float()
+    if kernels.dim() == 3:  # a Linear is a 1x1 convolution to the kernel-reading penalties
+        kernels = kernels[..., None, None]
+    matrices = torch.cat([filter_blocks(weight, groups) for weight in weights]).float()
+    return Group(matrices, kernels, stride or (1, 1), state)
+
+
+def _combine(spec: RegularizerSpec, values: torch.Tensor, layers: int) -> torch.Tensor:
+    """Per-block values [layers * groups] -> per-layer values [layers] (sum, or max for max-type penalties)."""
+    blocks = values.reshape(layers, -1)
+    return blocks.amax(dim=1) if spec.combine == "max" else blocks.sum(dim=1)
+
+
+def penalty(name: str, weight: torch.Tensor, *, groups: int = 1, **options: Any) -> torch.Tensor:
+    """The penalty of one weight (o, i/g, *k) or (o, n), without lambda: a 0-dim tensor. `stride` (for
+    ocnn) may be given among the options; `groups` splits the filters into blocks as a grouped
+    convolution does."""
     spec = get_spec(name)
     resolved = resolve_options(name, options)
-    kernel = _as_kernel(weight)
+    _check_kernel_rank(spec, weight, f"the {tuple(weight.shape)} weight")
     _check_finite(weight, f"the {tuple(weight.shape)} tensor")
     stride = resolved.get("stride") or 1
     stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
     with torch.autocast(weight.device.type, enabled=False):
-        kernels = kernel.float().unsqueeze(0)
-        group = Group(kernels.flatten(2), kernels, stride, None)
-        return spec.function(group, **resolved)[0]
+        group = _group([weight], groups, stride, None)
+        return _combine(spec, spec.function(group, **resolved), 1)[0]
 
 
-@dataclass(frozen=True)
-class Layer:
-    name: str
-    module: nn.Conv2d | nn.Linear
-    stride: tuple[int, int]
-
-
-def regularized_layers(
-    model: nn.Module, *, include_linear: bool = False, skip_stem: bool = False
-) -> list[Layer]:
-    """Every Conv2d (stem and 1x1 shortcuts included) and, optionally, every Linear, in module order;
-    `skip_stem` drops the first Conv2d."""
-    layers = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            if module.groups != 1:
-                raise ValueError(
-                    f"layer {name!r} is a grouped convolution (groups={module.groups}); not supported"
-                )
-            layers.append(Layer(name, module, (int(module.stride[0]), int(module.stride[1]))))
-        elif include_linear and isinstance(module, nn.Linear):
-            layers.append(Layer(name, module, (1, 1)))
-    if skip_stem:
-        first_conv = next(
-            (index for index, layer in enumerate(layers) if isinstance(layer.module, nn.Conv2d)), None
-        )
-        if first_conv is not None:
-            layers.pop(first_conv)
-    return layers
-
-
-def group_layers(layers: Iterable[Layer]) -> list[list[Layer]]:
-    """Layers with the same weight shape and stride, in order of first appearance."""
-    groups: dict[tuple, list[Layer]] = {}
+def group_layers(layers: list[Layer], layer_options: LayerOptions) -> list[list[Layer]]:
+    """Layers with the same block shape, stride, groups and per-layer options, in order of first appearance."""
+    grouped: dict[tuple, list[Layer]] = {}
     for layer in layers:
-        key = (tuple(_as_kernel(layer.module.weight).shape), layer.stride)
-        groups.setdefault(key, []).append(layer)
-    return list(groups.values())
+        weight = layer.weight
+        options = tuple(sorted(layer_options.get(layer.name, {}).items()))
+        key = (tuple(kernel_blocks(weight, layer.groups).shape[1:]), layer.stride, layer.groups, options)
+        grouped.setdefault(key, []).append(layer)
+    return list(grouped.values())
 
 
 _GROUP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _cached_groups(model: nn.Module, include_linear: bool, skip_stem: bool) -> list[list[Layer]]:
+def _cache_key(value: Any) -> Any:
+    return tuple(_cache_key(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def _cached_groups(
+    model: nn.Module, selection: dict[str, Any], layer_options: LayerOptions
+) -> list[list[Layer]]:
     per_model = _GROUP_CACHE.setdefault(model, {})
-    key = (include_linear, skip_stem)
+    key = (
+        tuple((name, _cache_key(value)) for name, value in sorted(selection.items())),
+        tuple((name, tuple(sorted(options.items()))) for name, options in sorted(layer_options.items())),
+    )
     if key not in per_model:
-        per_model[key] = group_layers(
-            regularized_layers(model, include_linear=include_linear, skip_stem=skip_stem)
-        )
+        per_model[key] = group_layers(regularized_layers(model, **selection), layer_options)
     return per_model[key]
+
+
+def selected_groups(
+    name: str, model: nn.Module, selection: Mapping[str, Any], layer_options: LayerOptions | None = None
+) -> list[list[Layer]]:
+    """The model's regularised layers in groups of equal blocks, refusing an empty selection or a layer
+    the penalty is not defined for, by name."""
+    spec = get_spec(name)
+    groups = _cached_groups(model, dict(selection), layer_options or {})
+    if not groups:
+        linear = ", Linear" if selection.get("include_linear") else ""
+        raise ValueError(
+            f"model {type(model).__name__} has no layer to regularise (convolutions{linear}, depthwise ones "
+            f"excepted, narrowed by select={selection.get('select')!r} and exclude={selection.get('exclude')!r})"
+        )
+    for layers in groups:
+        for layer in layers:
+            _check_kernel_rank(spec, layer.weight, f"layer {layer.name!r}")
+    return groups
 
 
 def model_penalty(
@@ -106,35 +121,47 @@ def model_penalty(
     *,
     include_linear: bool = False,
     skip_stem: bool = False,
+    skip_classifier: bool = False,
+    select: Selector | None = None,
+    exclude: Selector | None = None,
+    layer_options: LayerOptions | None = None,
     state: dict[str, Any] | None = None,
     check_finite: bool = True,
     **options: Any,
 ) -> torch.Tensor:
-    """The sum of `penalty(name, layer.weight)` over the regularised layers, computed per shape group.
-    `state` (kept by OrthogonalityRegularizer) carries SRIP's vectors between calls; with
-    `check_finite` a non-finite total is traced to the layer and refused (one host sync per call)."""
+    """The sum of `penalty(name, layer.weight, groups=layer.groups)` over the regularised layers (see
+    `regularized_layers` for the selection), computed per group of equal blocks. `layer_options` gives
+    per-layer options by layer name (dn_relaxed's calibrated k); `state` (kept by
+    OrthogonalityRegularizer) carries SRIP's vectors between calls; with `check_finite` a non-finite
+    total is traced to the layer and refused (one host sync per call)."""
     spec = get_spec(name)
     if "stride" in options:
-        raise ValueError("model_penalty takes each layer's stride from its Conv2d; do not pass stride")
+        raise ValueError("model_penalty takes each layer's stride from its convolution; do not pass stride")
     resolved = resolve_options(name, options)
-    groups = _cached_groups(model, include_linear, skip_stem)
-    if not groups:
-        raise ValueError(
-            f"model {type(model).__name__} has no Conv2d{' or Linear' if include_linear else ''} layer to regularise"
-        )
-    device: torch.device = groups[0][0].module.weight.device
+    selection = {
+        "include_linear": include_linear,
+        "skip_stem": skip_stem,
+        "skip_classifier": skip_classifier,
+        "select": select,
+        "exclude": exclude,
+    }
+    groups = selected_groups(name, model, selection, layer_options)
+    device: torch.device = groups[0][0].weight.device
     total = torch.zeros((), device=device)
     with torch.autocast(device.type, enabled=False):
         for index, layers in enumerate(groups):
-            kernels = torch.stack([_as_kernel(layer.module.weight) for layer in layers]).float()
+            extra = dict((layer_options or {}).get(layers[0].name, {}))
+            values = resolve_options(name, {**options, **extra}) if extra else resolved
             group_state = (
                 None if state is None or not spec.stateful else state.setdefault(f"group{index}", {})
             )
-            group = Group(kernels.flatten(2), kernels, layers[0].stride, group_state)
-            total = total + spec.function(group, **resolved).sum()
+            group = _group(
+                [layer.weight for layer in layers], layers[0].groups, layers[0].stride, group_state
+            )
+            total = total + _combine(spec, spec.function(group, **values), len(layers)).sum()
     if check_finite and not bool(torch.isfinite(total)):
         for layers in groups:
             for layer in layers:
-                _check_finite(layer.module.weight, f"layer {layer.name!r}")
+                _check_finite(layer.weight, f"layer {layer.name!r}")
         raise ValueError(f"penalty {name!r} is non-finite ({float(total)}) although every weight is finite")
     return total

@@ -2,8 +2,9 @@
 penalised separately, D(W) = sum_j (r_j^2 - 1)^2 and R(W) = sum_{j != l} c_jl^2 on cosines, so the
 optimiser cannot lower the correlation term by shrinking norms.
 
-dn_strict = D + gamma R; dn_relaxed exempts the k largest |c_jl| (recomputed every call), k from the
-layer's shape and rho; dn_welch only penalises coherence above the Welch bound.
+dn_strict = D + gamma R; dn_relaxed exempts the k largest |c_jl| (recomputed every call), k from a
+relaxation rule (orthoreg.regularizers.relaxation); dn_welch only penalises coherence above the Welch
+bound.
 
 All three are functions of G = W W^T. With s_j = 1 / max(r_j, eps) and C = G * s s^T, a correlation
 term R = sum_{j != l} f(c_jl) has dR/dG_jl = f'(c_jl) s_j s_l off the diagonal and
@@ -20,19 +21,10 @@ import torch
 
 from orthoreg.regularizers.gram import gram_penalty, inverse_norms, pair_count
 from orthoreg.regularizers.registry import Group, register_regularizer
+from orthoreg.regularizers.relaxation import RULES, relaxation_k
 
 # cosines C [g, o, o] -> (R [g], dR/dC [g, o, o] with a zero diagonal)
 Correlation = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def relaxation_k(o: int, n: int, rho: float) -> int:
-    """How many of the largest correlations dn_relaxed exempts: P(o) - P(n) for an over-determined
-    layer (o > n: at most n filters can be orthogonal), P(o) - P(ceil(rho o)) otherwise."""
-    if not 0 < rho <= 1:
-        raise ValueError(f"rho must be in (0, 1], got {rho!r}")
-    if o > n:
-        return pair_count(o) - pair_count(n)
-    return pair_count(o) - pair_count(math.ceil(rho * o))
 
 
 def welch_bound(o: int, n: int) -> float:
@@ -106,13 +98,19 @@ def excess_correlations(bound: float) -> Correlation:
 
 
 def check_options(options: dict) -> None:
-    """gamma: a finite number >= 0; eps: > 0; rho (dn_relaxed): in (0, 1]."""
+    """gamma: a finite number >= 0; eps: > 0; dn_relaxed's rho: in (0, 1], relaxation: a registered
+    rule, k: None (from the rule) or a count of pairs >= 0."""
     if not 0 <= options["gamma"] < math.inf:
         raise ValueError(f"gamma must be a finite number >= 0, got {options['gamma']!r}")
     if not options["eps"] > 0:
         raise ValueError(f"eps must be > 0, got {options['eps']!r}")
     if "rho" in options and not 0 < options["rho"] <= 1:
         raise ValueError(f"rho must be in (0, 1], got {options['rho']!r}")
+    if "relaxation" in options and options["relaxation"] not in RULES:
+        raise ValueError(f"unknown relaxation {options['relaxation']!r}; valid: {', '.join(RULES)}")
+    k = options.get("k")
+    if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 0):
+        raise ValueError(f"k must be None or a non-negative integer, got {k!r}")
 
 
 @register_regularizer(
@@ -133,10 +131,23 @@ def dn_strict(group: Group, gamma: float, eps: float) -> torch.Tensor:
     gamma=1.0,
     rho=0.5,
     eps=1e-8,
+    relaxation="rho",
+    k=None,
 )
-def dn_relaxed(group: Group, gamma: float, rho: float, eps: float) -> torch.Tensor:
+def dn_relaxed(
+    group: Group, gamma: float, rho: float, eps: float, relaxation: str, k: int | None
+) -> torch.Tensor:
+    """k from the `rho` rule, or given per layer (the `rank` rule's calibrated k; see relaxation.py)."""
     o, n = group.shape
-    k = relaxation_k(o, n, rho)
+    if k is None:
+        if RULES[relaxation].needs_data:
+            raise ValueError(
+                f"relaxation {relaxation!r} needs each layer's k from calibration data: call "
+                "OrthogonalityRegularizer(...).calibrate(inputs) first (orthoreg train does)"
+            )
+        k = relaxation_k(o, n, rho)
+    if k > pair_count(o):
+        raise ValueError(f"k = {k} exceeds the {pair_count(o)} filter pairs of a {o}-filter block")
     if k == 0:
         return dn_strict(group, gamma, eps)
     return gram_penalty(group.matrices, disentangled(gamma, eps, kept_correlations(k)), filter_side=True)

@@ -13,13 +13,14 @@ import torch
 
 @dataclass
 class Group:
-    """Layers of one shape and stride, stacked: `matrices` [g, o, n] are the filters as rows,
-    `kernels` [g, o, i, kh, kw] the convolution weights (linear layers: kh = kw = 1), `state` a dict
-    the penalty may keep between calls (SRIP's power-iteration vectors), or None when stateless."""
+    """Filter blocks of one shape and stride, stacked (a layer contributes one block per group):
+    `matrices` [g, o, n] are the filters as rows, `kernels` [g, o, i, *k] the convolution weights
+    (linear layers: a 1x1 kernel), `state` a dict the penalty may keep between calls (SRIP's
+    power-iteration vectors), or None when stateless."""
 
     matrices: torch.Tensor
     kernels: torch.Tensor
-    stride: tuple[int, int] = (1, 1)
+    stride: tuple[int, ...] = (1, 1)
     state: dict[str, torch.Tensor] | None = None
 
     @property
@@ -35,8 +36,9 @@ OptionCheck = Callable[[dict[str, Any]], None]
 class RegularizerSpec:
     """A registered penalty: `function(group, **options) -> Tensor[g]`, the options it accepts with
     their defaults, the function that checks their values, whether it reads `group.kernels` (the 4-D
-    weights and stride, not just the flattened filters) and whether it keeps `group.state` between
-    calls."""
+    weights and stride, not just the flattened filters), whether it keeps `group.state` between
+    calls, and how a grouped layer's block values combine into the layer's ("sum" for Frobenius-type
+    penalties, "max" for maximum-type ones such as coherence and spectral norm)."""
 
     name: str
     description: str
@@ -45,6 +47,7 @@ class RegularizerSpec:
     needs_kernel: bool = False
     stateful: bool = False
     check: OptionCheck | None = None
+    combine: str = "sum"
 
 
 _REGISTRY: dict[str, RegularizerSpec] = {}
@@ -57,18 +60,21 @@ def register_regularizer(
     needs_kernel: bool = False,
     stateful: bool = False,
     check: OptionCheck | None = None,
+    combine: str = "sum",
     **defaults: Any,
 ) -> Callable[[PenaltyFunction], PenaltyFunction]:
     """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts
     and `check(options)` raises ValueError, naming the option and its value, for values it refuses.
     `needs_kernel`: it reads `group.kernels`/`group.stride`; `stateful`: it keeps `group.state`
-    (otherwise `group.state` is always None)."""
+    (otherwise `group.state` is always None); `combine`: "sum" or "max" over a grouped layer's blocks."""
+    if combine not in ("sum", "max"):
+        raise ValueError(f"combine must be 'sum' or 'max', got {combine!r}")
 
     def decorate(function: PenaltyFunction) -> PenaltyFunction:
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"regulariser {name!r} is already registered")
         _REGISTRY[name] = RegularizerSpec(
-            name, description, function, dict(defaults), needs_kernel, stateful, check
+            name, description, function, dict(defaults), needs_kernel, stateful, check, combine
         )
         return function
 

@@ -87,6 +87,7 @@ def check_options(options: dict) -> None:
     "spectral restricted isometry: sigma_max(G - I) on the smaller Gram (power iteration or exact)",
     stateful=True,
     check=check_options,
+    combine="max",
     squared=False,
     exact=False,
     iters=None,

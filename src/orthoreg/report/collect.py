@@ -15,6 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from orthoreg.config import ABLATION_PARAMS
+from orthoreg.robustness import SEVERITIES, available_attacks
+
 KEYS = ["dataset", "model", "regularizer", "seed"]
 ABLATION_KEYS = ["ablation_param", "ablation_value"]
 RUN_JSON_REQUIRED = ("model", "dataset", "regularizer", "seed")
@@ -23,7 +26,6 @@ SPECTRA_REQUIRED = ("layer", "index", "singular_value")
 CORRUPTION_REQUIRED = ("source", "corruption", "severity", "accuracy")
 ADVERSARIAL_REQUIRED = ("attack", "steps", "eps", "accuracy")
 CORRUPTION_SOURCES = ("official", "generated")
-ATTACKS = ("fgsm", "pgd")
 
 
 @dataclass
@@ -38,6 +40,7 @@ class RunData:
     corruptions: pd.DataFrame
     adversarial: pd.DataFrame
     incomplete: list[dict[str, Any]] = field(default_factory=list)
+    expected: list[dict[str, Any]] | None = None  # the grid's runs, when `--expected` names them
 
     def main(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of the main grid (not ablations)."""
@@ -102,7 +105,7 @@ def _run_identity(record: dict, path: Path) -> dict[str, Any]:
         "regularizer": str(record["regularizer"]),
         "seed": seed,
         "ablation_param": None if ablation is None else str(ablation["param"]),
-        "ablation_value": None if ablation is None else float(ablation["value"]),
+        "ablation_value": None if ablation is None else _setting(ablation["value"]),
     }
 
 
@@ -117,13 +120,27 @@ def _completion(record: dict) -> str | None:
     return None
 
 
-def _seconds_per_epoch(record: dict, history: pd.DataFrame | None) -> float | None:
-    value = record.get("seconds_per_epoch")
+def _per_epoch(record: dict, history: pd.DataFrame | None, key: str, column: str) -> float | None:
+    """run.json's `key` when it is a positive number, else the mean of history.csv's `column`."""
+    value = record.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
-    if history is not None and "seconds" in history.columns and len(history):
-        return float(history["seconds"].mean())
+    if history is not None and column in history.columns and len(history):
+        return float(history[column].mean())
     return None
+
+
+def _setting(value: Any) -> Any:
+    """An ablated value: a number as float, a rule name (relaxation) as it is."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _settings(record: dict) -> dict[str, Any]:
+    """The value each ablatable setting had in this run (`setting_rho`, ...), None where it does not apply."""
+    options = record.get("reg_options") or {}
+    values = {param: options.get(param) for param in ABLATION_PARAMS}
+    values["lambda"] = record.get("lambda")
+    return {f"setting_{param}": _setting(value) for param, value in values.items()}
 
 
 def _tag(frame: pd.DataFrame, identity: dict, run_dir: Path) -> pd.DataFrame:
@@ -144,7 +161,7 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         parts["history"].append(_tag(history, identity, run_dir))
 
     accuracy = _fraction(record["test_accuracy"], f"{run_dir / 'run.json'} test_accuracy")
-    accuracy_source = "run.json"
+    accuracy_source, n_test = "run.json", None
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
         evaluation = _read_json(eval_path)
@@ -152,6 +169,7 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
             raise ValueError(f"{eval_path}: lacks test_accuracy")
         accuracy = _fraction(evaluation["test_accuracy"], f"{eval_path} test_accuracy")
         accuracy_source = "eval.json"
+        n_test = evaluation.get("n_test")
         orthogonality = evaluation.get("orthogonality") or {}
         if not isinstance(orthogonality, dict):
             raise ValueError(f"{eval_path}: orthogonality must be an object of measure: value")
@@ -186,9 +204,14 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         "test_accuracy": accuracy,
         "test_accuracy_pct": 100.0 * accuracy,
         "accuracy_source": accuracy_source,
-        "seconds_per_epoch": _seconds_per_epoch(record, history),
+        "n_test": n_test,
+        "seconds_per_epoch": _per_epoch(record, history, "seconds_per_epoch", "seconds"),
+        "cpu_seconds_per_epoch": _per_epoch(record, history, "cpu_seconds_per_epoch", "cpu_seconds"),
+        "load_average": record.get("load_average"),
+        "shortcut": (record.get("model_options") or {}).get("shortcut"),
         "epochs_completed": record.get("epochs_completed"),
         "device": str(record.get("device", "unknown")),
+        **_settings(record),
         "has_eval": eval_path.exists(),
         "has_robustness": robustness_path.exists(),
         "has_model": (run_dir / "model.pt").exists(),
@@ -205,9 +228,9 @@ def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None
         bad = sorted(set(corruptions["source"]) - set(CORRUPTION_SOURCES))
         if bad:
             raise ValueError(f"{path}: corruption source {bad} not one of {', '.join(CORRUPTION_SOURCES)}")
-        if not corruptions["severity"].isin(range(1, 6)).all():
+        if not corruptions["severity"].isin(SEVERITIES).all():
             raise ValueError(
-                f"{path}: corruption severities {sorted(set(corruptions['severity']))}; need 1..5"
+                f"{path}: corruption severities {sorted(set(corruptions['severity']))}; need {SEVERITIES}"
             )
         _check_fractions(corruptions, "accuracy", path)
         parts["corruptions"].append(_tag(corruptions, identity, path.parent))
@@ -216,9 +239,9 @@ def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None
         missing = [column for column in ADVERSARIAL_REQUIRED if column not in adversarial.columns]
         if missing:
             raise ValueError(f"{path}: adversarial records lack {', '.join(missing)}")
-        bad = sorted(set(adversarial["attack"]) - set(ATTACKS))
+        bad = sorted(set(adversarial["attack"]) - set(available_attacks()))
         if bad:
-            raise ValueError(f"{path}: attack {bad} not one of {', '.join(ATTACKS)}")
+            raise ValueError(f"{path}: attack {bad} not one of {', '.join(available_attacks())}")
         _check_fractions(adversarial, "accuracy", path)
         clean = robustness.get("clean_accuracy")
         if clean is not None:
@@ -246,8 +269,9 @@ def _check_duplicates(rows: list[dict]) -> None:
         seen[key] = row["run_dir"]
 
 
-def load_runs(runs_root: Path) -> RunData:
-    """Read every run under runs_root; unfinished runs are kept aside in `incomplete`, not averaged."""
+def load_runs(runs_root: Path, expected: list[dict[str, Any]] | None = None) -> RunData:
+    """Read every run under runs_root; unfinished runs are kept aside in `incomplete`, not averaged.
+    `expected` (the grid's runs) is kept with them for the missing-runs table."""
     parts: dict[str, list] = {
         name: [] for name in ("history", "orthogonality", "layers", "spectra", "corruptions", "adversarial")
     }
@@ -265,5 +289,8 @@ def load_runs(runs_root: Path) -> RunData:
     _check_duplicates(rows)
     runs = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*KEYS, *ABLATION_KEYS, "run_dir"])
     return RunData(
-        runs=runs, incomplete=incomplete, **{name: _concat(frames) for name, frames in parts.items()}
+        runs=runs,
+        incomplete=incomplete,
+        expected=expected,
+        **{name: _concat(frames) for name, frames in parts.items()},
     )

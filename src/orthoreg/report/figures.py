@@ -1,31 +1,43 @@
-"""Figures drawn from the collected frames. Each builder returns (drawn, skipped): drawn is a list of
-(name, one-line description, Figure), skipped a list of (name, reason) for figures whose data do not
-exist, so no empty figure is ever written."""
+"""Figures drawn from the collected frames, each family registered once (orthoreg.report.registry).
+
+Every line is drawn through measured points only (a regulariser's line breaks where it lacks a value
+others have), every band says what spread over how many seeds it shows, regularisers whose curves are
+identical are drawn once and labelled `a = b` instead of hiding one under the other, and a family
+with no data draws nothing (the registry records why).
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from orthoreg.files import load_torch
+from orthoreg.metrics import cosine_gram
 from orthoreg.report.collect import RunData
 from orthoreg.report.order import FAMILY_LABEL, FAMILY_ORDER, REFERENCE, ordered
-from orthoreg.report.style import (
-    line_kwargs,
-    new_figure,
-    paper_style,
-    regularizer_styles,
-    shared_legend,
-    style_legend,
+from orthoreg.report.registry import Drawn, register_figure
+from orthoreg.report.style import new_figure, regularizer_styles, shared_legend, style_legend
+from orthoreg.report.tables import ablation_points, value_order
+from orthoreg.report.tables_robustness import (
+    SOURCE_LABEL,
+    adversarial_per_seed,
+    attack_order,
+    corruption_per_seed,
 )
-from orthoreg.report.tables_robustness import SOURCE_LABEL, adversarial_per_seed, corruption_per_seed
-
-Drawn = list[tuple[str, str, object]]
-Skipped = list[tuple[str, str]]
+from orthoreg.report.writers import Table
 
 MAX_LAYER_COLUMN_TOKENS = (("max", "cos"), ("coherence",))
 RESIDUAL_COLUMN_TOKENS = (("holistic",), ("residual",))
+IDENTICAL_RTOL = 1e-9
+GRAM_COLOURS = colormaps["cividis"].with_extremes(bad="0.85")  # the masked diagonal in grey
 
 
 def _rows(frame: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
@@ -40,46 +52,128 @@ def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pair: (pair[0], models.index(pair[1])))
 
 
-def depth_trend_figure(gains: pd.DataFrame | None) -> tuple[Drawn, Skipped]:
-    """x = model along depth/width (one panel per dataset and family), y = gain over none (pp)."""
-    if gains is None or gains.empty:
-        return [], [
-            (
-                "depth_trend",
-                f"no model on the ResNet/WRN axis was run with `{REFERENCE}` and a "
-                "regulariser on the same seed",
+def seeds_note(frame: pd.DataFrame) -> str:
+    """'mean over n = 3 seeds; band: ±1 sample sd' (or the range of n, or no band for one seed)."""
+    counts = frame.groupby(["regularizer"])["seed"].nunique() if "seed" in frame else pd.Series([1])
+    low, high = int(counts.min()), int(counts.max())
+    n = f"n = {low}" if low == high else f"n = {low}-{high}"
+    band = "; band: ±1 sample sd over seeds" if high > 1 else " (one seed: no band)"
+    return f"lines: mean over {n} seeds{band}"
+
+
+def curves(frame: pd.DataFrame, x: str, y: str) -> dict[str, pd.DataFrame]:
+    """Per regulariser: the mean, sample sd and n of `y` at each x it was measured at."""
+    grouped = frame.groupby(["regularizer", x])[y].agg(["mean", "std", "count"]).reset_index()
+    return {
+        name: part.set_index(x)[["mean", "std", "count"]] for name, part in grouped.groupby("regularizer")
+    }
+
+
+def merge_identical(series: dict[str, pd.DataFrame]) -> list[tuple[list[str], pd.DataFrame]]:
+    """Regularisers whose curves coincide (same x, means equal to IDENTICAL_RTOL) grouped together."""
+    groups: list[tuple[list[str], pd.DataFrame]] = []
+    for name in ordered(series, "regularizer"):
+        curve = series[name]
+        for names, shown in groups:
+            if shown.index.equals(curve.index) and np.allclose(
+                shown["mean"], curve["mean"], rtol=IDENTICAL_RTOL, atol=0
+            ):
+                names.append(name)
+                break
+        else:
+            groups.append(([name], curve))
+    return groups
+
+
+def draw_lines(axis: Axes, frame: pd.DataFrame, x: str, y: str, styles: dict[str, dict]) -> None:
+    """One line (means) and band (±1 sd) per regulariser, NaN-broken where it has no measurement."""
+    series = curves(frame, x, y)
+    grid = sorted(set().union(*(curve.index for curve in series.values()))) if series else []
+    for names, curve in merge_identical(series):
+        style = styles[names[0]]
+        full = curve.reindex(grid)
+        positions = np.asarray(grid, dtype=float)
+        axis.plot(
+            positions,
+            full["mean"].to_numpy(float),
+            color=style["color"],
+            marker=style["marker"],
+            dashes=style["dashes"],
+            markersize=4,
+            label=" = ".join(names) + (" (identical)" if len(names) > 1 else ""),
+        )
+        spread = full["std"].to_numpy(float)
+        if np.isfinite(spread).any():
+            middle = full["mean"].to_numpy(float)
+            axis.fill_between(
+                positions, middle - spread, middle + spread, color=style["color"], alpha=0.15, linewidth=0
             )
-        ]
-    families = [f for f in FAMILY_ORDER if FAMILY_LABEL[f] in set(gains["family"])]
+
+
+def titled(figure: Figure, title: str, note: str) -> None:
+    figure.suptitle(f"{title}\n{note}", fontsize=8)
+
+
+def verdict_note(figure: Figure, table: pd.DataFrame) -> None:
+    counts = table["verdict"].map(lambda verdict: verdict.split(" at ")[0]).value_counts()
+    summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+    n = int(table["n"].min())
+    titled(
+        figure, "The paper's claims on these runs", f"verdicts: {summary} (smallest n = {n}; 95% t-intervals)"
+    )
+
+
+@register_figure(
+    "depth_trend",
+    "Accuracy gain over `none` (pp, paired by seed) against ResNet depth and WRN size, one line per regulariser.",
+    skip=f"no model on the ResNet/WRN axis was run with `{REFERENCE}` and a regulariser on the same seed",
+)
+def depth_trend_figure(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
+    if "depth_trend" not in tables:
+        return []
+    gains = tables["depth_trend"].data
+    families = [family for family in FAMILY_ORDER if FAMILY_LABEL[family] in set(gains["family"])]
     datasets = sorted(set(gains["dataset"]))
     styles = regularizer_styles(gains["regularizer"])
-    with paper_style():
-        figure, axes = new_figure(len(datasets), len(families))
-        for row, dataset in enumerate(datasets):
-            for column, family in enumerate(families):
-                axis = axes[row * len(families) + column]
-                part = gains[(gains["dataset"] == dataset) & (gains["family"] == FAMILY_LABEL[family])]
-                models = ordered(part["model"], "model")
-                part = part.assign(position=part["model"].map(models.index))
-                if len(part):
-                    sns.lineplot(part, x="position", y="mean_gain_pp", ax=axis, **line_kwargs(styles))
-                axis.axhline(0.0, color="0.3", linewidth=0.8)
-                axis.set_xticks(range(len(models)), models, rotation=30)
-                axis.set_xlabel(FAMILY_LABEL[family])
-                axis.set_ylabel("gain over none (pp)")
-                axis.set_title(dataset)
-        shared_legend(figure, axes)
+    figure, axes = new_figure(len(datasets), len(families))
+    for row, dataset in enumerate(datasets):
+        for column, family in enumerate(families):
+            axis = axes[row * len(families) + column]
+            part = gains[(gains["dataset"] == dataset) & (gains["family"] == FAMILY_LABEL[family])]
+            models = ordered(part["model"], "model")
+            for name in ordered(part["regularizer"], "regularizer"):
+                line = part[part["regularizer"] == name].set_index("model").reindex(models)
+                error = line["std_gain_pp"].to_numpy(float)
+                axis.errorbar(
+                    range(len(models)),
+                    line["mean_gain_pp"].to_numpy(float),
+                    yerr=np.where(np.isfinite(error), error, 0.0),
+                    color=styles[name]["color"],
+                    marker=styles[name]["marker"],
+                    capsize=2,
+                    label=name,
+                )
+            axis.axhline(0.0, color="0.3", linewidth=0.8)
+            axis.set_xticks(range(len(models)), models, rotation=30)
+            axis.set_xlabel(FAMILY_LABEL[family])
+            axis.set_ylabel("gain over none (pp)")
+            axis.set_title(dataset)
+    shared_legend(figure, axes)
+    titled(
+        figure,
+        "Gain over none against depth",
+        "points: mean paired gain; bars: ±1 sample sd over seeds (n in table depth_trend)",
+    )
     return [
-        (
+        Drawn(
             "depth_trend",
-            "Accuracy gain over `none` (pp, paired by seed) against ResNet depth and WRN "
-            "size, one line per regulariser.",
+            "Accuracy gain over `none` against depth and width, one line per regulariser.",
             figure,
         )
-    ], []
+    ]
 
 
-def _layer_columns(layers: pd.DataFrame) -> list[tuple[str, str]]:
+def _layer_columns(layers: pd.DataFrame) -> list[str]:
     chosen = []
     for tokens in (MAX_LAYER_COLUMN_TOKENS, RESIDUAL_COLUMN_TOKENS):
         for option in tokens:
@@ -91,56 +185,40 @@ def _layer_columns(layers: pd.DataFrame) -> list[tuple[str, str]]:
             if match:
                 chosen.append(match[0])
                 break
-    return [(column, column.replace("_", " ")) for column in chosen]
+    return chosen
 
 
-def layer_figures(data: RunData) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): layer index against max |cos| and the holistic residual, mean over seeds."""
+@register_figure(
+    "orthogonality_layers",
+    "Per-layer near-orthogonality (max |cos| and holistic residual) against layer index, one line per regulariser.",
+    skip="no layers.csv with a max-cosine or residual column (run `orthoreg evaluate`)",
+    per_pair=True,
+)
+def layer_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     layers = data.main(data.layers) if len(data.layers) else data.layers
-    if layers.empty:
-        return [], [("orthogonality_layers_*", "no layers.csv (run `orthoreg evaluate`)")]
-    columns = _layer_columns(layers)
-    if not columns:
-        return [], [
-            (
-                "orthogonality_layers_*",
-                f"layers.csv has no max-cosine/coherence or residual column; "
-                f"columns: {', '.join(layers.columns)}",
-            )
-        ]
+    columns = _layer_columns(layers) if len(layers) else []
     drawn = []
-    for dataset, model in _pairs(layers):
+    for dataset, model in _pairs(layers) if columns else []:
         part = _rows(layers, dataset, model)
         styles = regularizer_styles(part["regularizer"])
-        every = max(1, int(part["layer_index"].max()) // 12)
-        with paper_style():
-            figure, axes = new_figure(1, len(columns))
-            for axis, (column, label) in zip(axes, columns, strict=True):
-                sns.lineplot(
-                    part,
-                    x="layer_index",
-                    y=column,
-                    ax=axis,
-                    errorbar=None,
-                    markevery=every,
-                    **line_kwargs(styles),
-                )
-                axis.set_xlabel("layer index (regularised layers, network order)")
-                axis.set_ylabel(label)
-            figure.suptitle(f"{dataset} / {model}")
-            shared_legend(figure, axes)
+        figure, axes = new_figure(1, len(columns))
+        for axis, column in zip(axes, columns, strict=True):
+            draw_lines(axis, part, "layer_index", column, styles)
+            axis.set_xlabel("layer index (regularised layers, network order)")
+            axis.set_ylabel(column.replace("_", " "))
+        shared_legend(figure, axes)
+        titled(figure, f"{dataset} / {model}", seeds_note(part))
         drawn.append(
-            (
+            Drawn(
                 f"orthogonality_layers_{dataset}_{model}",
-                f"Per-layer near-orthogonality ({', '.join(c for c, _ in columns)}) on {dataset}/{model}, "
-                "one line per regulariser.",
+                f"Per-layer near-orthogonality ({', '.join(columns)}) on {dataset}/{model}, one line per regulariser.",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def representative_layer(state: dict) -> str | None:
+def representative_layer(state: Mapping) -> str | None:
     """Name of the last 3x3 convolution in a state dict (network order), without '.weight'."""
     names = [
         key[: -len(".weight")]
@@ -155,61 +233,66 @@ def _first_runs_with_model(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values("seed").groupby(["dataset", "model", "regularizer"], sort=False).head(1)
 
 
-def gram_figures(data: RunData) -> tuple[Drawn, Skipped, dict[tuple[str, str], str]]:
-    """Per (dataset, model): |cosine Gram| of the last 3x3 conv, one panel per regulariser (lowest seed).
-
-    Also returns the chosen layer per (dataset, model) so the spectra figure shows the same layer."""
+def chosen_layers(data: RunData) -> dict[tuple[str, str], tuple[str, dict[str, np.ndarray]]]:
+    """Per (dataset, model): the last 3x3 convolution and its |cosine Gram| per regulariser (lowest seed)."""
     runs = data.main(data.runs) if len(data.runs) else data.runs
     chosen = _first_runs_with_model(runs) if len(runs) else runs
-    if chosen.empty:
-        return [], [("cosine_gram_*", "no model.pt in any main-grid run")], {}
-    import torch
-
-    from orthoreg.metrics import cosine_gram
-
-    drawn: Drawn = []
-    skipped: Skipped = []
-    layer_of: dict[tuple[str, str], str] = {}
-    for dataset, model in _pairs(chosen):
-        part = _rows(chosen, dataset, model)
-        grams = {}
-        for record in part.to_dict("records"):
-            state = torch.load(f"{record['run_dir']}/model.pt", map_location="cpu", weights_only=True)
-            layer = representative_layer(state)
-            if layer is None:
-                continue
-            layer_of.setdefault((dataset, model), layer)
-            grams[record["regularizer"]] = (
-                layer,
-                np.abs(np.asarray(cosine_gram(state[f"{layer}.weight"]), dtype=np.float64)),
-            )
-        if not grams:
-            skipped.append((f"cosine_gram_{dataset}_{model}", "model.pt holds no 3x3 convolution"))
+    found: dict[tuple[str, str], tuple[str, dict[str, np.ndarray]]] = {}
+    for record in chosen.to_dict("records"):
+        state = load_torch(f"{record['run_dir']}/model.pt")
+        layer = representative_layer(state)
+        if layer is None:
             continue
+        pair = (record["dataset"], record["model"])
+        layer = found.get(pair, (layer, {}))[0]
+        if f"{layer}.weight" in state:
+            found.setdefault(pair, (layer, {}))[1][record["regularizer"]] = np.abs(
+                np.asarray(cosine_gram(state[f"{layer}.weight"]), dtype=np.float64)
+            )
+    return found
+
+
+@register_figure(
+    "cosine_gram",
+    "|cosine| between the filters of the last 3x3 convolution per regulariser (lowest seed), the colour "
+    "scale spanning the off-diagonal entries and the diagonal (always 1) greyed out.",
+    skip="no model.pt with a 3x3 convolution in any main-grid run",
+    per_pair=True,
+)
+def gram_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
+    drawn = []
+    for (dataset, model), (layer, grams) in sorted(chosen_layers(data).items()):
         names = ordered(grams, "regularizer")
+        off_diagonal = [gram[~np.eye(len(gram), dtype=bool)] for gram in grams.values() if len(gram) > 1]
+        top = max((float(values.max()) for values in off_diagonal), default=1.0) or 1.0
         columns = min(len(names), 4)
         rows = -(-len(names) // columns)
-        with paper_style(), sns.axes_style("white"):
+        with sns.axes_style("white"):
             figure, axes = new_figure(rows, columns)
-            for axis, name in zip(axes, names, strict=False):
-                layer, gram = grams[name]
-                image = axis.imshow(gram, cmap="cividis", vmin=0.0, vmax=1.0, interpolation="nearest")
-                axis.set_title(f"{name}\n{layer}", fontsize=8)
-                axis.set_xlabel("filter")
-                axis.set_ylabel("filter")
-            for axis in axes[len(names) :]:
-                axis.set_visible(False)
-            figure.colorbar(image, ax=axes[: len(names)], label="|cos| between filters", shrink=0.8)
-            figure.suptitle(f"{dataset} / {model}: cosine Gram of the last 3x3 conv")
+        for axis, name in zip(axes, names, strict=False):
+            gram = grams[name].copy()
+            np.fill_diagonal(gram, np.nan)
+            image = axis.imshow(gram, cmap=GRAM_COLOURS, vmin=0.0, vmax=top, interpolation="nearest")
+            rms = math.sqrt(float(np.nanmean(np.square(gram)))) if gram.size > 1 else 0.0
+            axis.set_title(f"{name}: rms |cos| {rms:.3f}", fontsize=7)
+            axis.set_xlabel("filter")
+            axis.set_ylabel("filter")
+        for axis in axes[len(names) :]:
+            axis.set_visible(False)
+        figure.colorbar(image, ax=axes[: len(names)], label="|cos| between distinct filters", shrink=0.8)
+        titled(
+            figure,
+            f"{dataset} / {model}: {layer}",
+            f"one seed per regulariser; colour scale 0 to {top:.3f} (largest off-diagonal |cos|); diagonal grey",
+        )
         drawn.append(
-            (
+            Drawn(
                 f"cosine_gram_{dataset}_{model}",
-                f"|cosine Gram| of the last 3x3 convolution per regulariser on {dataset}/{model} "
-                "(lowest seed).",
+                f"|cosine Gram| of {layer} per regulariser on {dataset}/{model} (lowest seed, off-diagonal colour scale).",
                 figure,
             )
         )
-    return drawn, skipped, layer_of
+    return drawn
 
 
 def _match_layer(layers: list[str], preferred: str | None) -> str:
@@ -220,226 +303,231 @@ def _match_layer(layers: list[str], preferred: str | None) -> str:
     return layers[-1]
 
 
-def spectra_figures(data: RunData, layer_of: dict[tuple[str, str], str]) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): singular values of one layer (the Gram figure's, else spectra.csv's last)
-    against their index, mean over seeds, one line per regulariser; sigma = 1 is orthogonal."""
+@register_figure(
+    "spectra",
+    "Singular values of one layer (the Gram figure's) against their index, one line per regulariser; 1 is orthogonal.",
+    skip="no spectra.csv (run `orthoreg evaluate`)",
+    per_pair=True,
+)
+def spectra_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     spectra = data.main(data.spectra) if len(data.spectra) else data.spectra
-    if spectra.empty:
-        return [], [("spectra_*", "no spectra.csv (run `orthoreg evaluate`)")]
+    preferred = {pair: layer for pair, (layer, _) in chosen_layers(data).items()} if len(spectra) else {}
     drawn = []
-    for dataset, model in _pairs(spectra):
+    for dataset, model in _pairs(spectra) if len(spectra) else []:
         part = _rows(spectra, dataset, model)
-        layer = _match_layer(list(dict.fromkeys(part["layer"])), layer_of.get((dataset, model)))
+        layer = _match_layer(list(dict.fromkeys(part["layer"])), preferred.get((dataset, model)))
         part = part[part["layer"] == layer]
         styles = regularizer_styles(part["regularizer"])
-        with paper_style():
-            figure, axes = new_figure(1, 1)
-            every = max(1, int(part["index"].max()) // 12)
-            sns.lineplot(
-                part,
-                x="index",
-                y="singular_value",
-                ax=axes[0],
-                errorbar="sd",
-                markevery=every,
-                **line_kwargs(styles),
-            )
-            axes[0].axhline(1.0, color="0.3", linewidth=0.8)
-            axes[0].set_xlabel("index (descending)")
-            axes[0].set_ylabel("singular value of W")
-            axes[0].set_title(f"{dataset} / {model}: {layer}", fontsize=8)
-            shared_legend(figure, axes)
+        figure, axes = new_figure(1, 1)
+        draw_lines(axes[0], part, "index", "singular_value", styles)
+        axes[0].axhline(1.0, color="0.3", linewidth=0.8)
+        axes[0].set_xlabel("index (descending)")
+        axes[0].set_ylabel("singular value of W")
+        shared_legend(figure, axes)
+        titled(figure, f"{dataset} / {model}: {layer}", seeds_note(part))
         drawn.append(
-            (
+            Drawn(
                 f"spectra_{dataset}_{model}",
                 f"Singular values of layer {layer} per regulariser on {dataset}/{model} (1 = orthogonal).",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def eps_figures(data: RunData) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): accuracy against eps (x 255), one panel per attack, clean at eps = 0."""
+@register_figure(
+    "robustness_eps",
+    "Accuracy against L-inf attack strength eps, one panel per attack (clean accuracy at eps = 0).",
+    skip="no adversarial records in robustness.json",
+    per_pair=True,
+)
+def eps_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     adversarial = adversarial_per_seed(data)
     attacks = adversarial[adversarial["label"] != "clean"] if len(adversarial) else adversarial
-    if attacks.empty:
-        return [], [("robustness_eps_*", "no adversarial records in robustness.json")]
     drawn = []
-    for dataset, model in _pairs(attacks):
+    for dataset, model in _pairs(attacks) if len(attacks) else []:
         part = _rows(adversarial, dataset, model)
-        labels = sorted(set(part["label"]) - {"clean"}, key=lambda l: (l != "FGSM", len(l), l))
+        labels = sorted(set(part["label"]) - {"clean"}, key=attack_order)
         styles = regularizer_styles(part["regularizer"])
-        with paper_style():
-            figure, axes = new_figure(1, len(labels), sharey=True)
-            for axis, label in zip(axes, labels, strict=True):
-                curve = part[part["label"].isin([label, "clean"])].assign(eps_255=lambda f: 255.0 * f["eps"])
-                sns.lineplot(
-                    curve, x="eps_255", y="accuracy_pct", ax=axis, errorbar="sd", **line_kwargs(styles)
-                )
-                axis.set_xlabel("eps (x 1/255, L-inf)")
-                axis.set_ylabel("accuracy (%)")
-                axis.set_title(label)
-            figure.suptitle(f"{dataset} / {model}")
-            shared_legend(figure, axes)
+        figure, axes = new_figure(1, len(labels), sharey=True)
+        for axis, label in zip(axes, labels, strict=True):
+            curve = part[part["label"].isin([label, "clean"])].assign(eps_255=lambda f: 255.0 * f["eps"])
+            draw_lines(axis, curve, "eps_255", "accuracy_pct", styles)
+            axis.set_xlabel("eps (x 1/255, L-inf)")
+            axis.set_ylabel("accuracy (%)")
+            axis.set_title(label)
+        shared_legend(figure, axes)
+        images = int(part["n"].max()) if "n" in part and part["n"].notna().any() else None
+        titled(
+            figure, f"{dataset} / {model}" + (f", {images} test images" if images else ""), seeds_note(part)
+        )
         drawn.append(
-            (
+            Drawn(
                 f"robustness_eps_{dataset}_{model}",
-                f"Accuracy against attack strength eps per regulariser on {dataset}/{model} "
-                f"({', '.join(labels)}).",
+                f"Accuracy against attack strength eps per regulariser on {dataset}/{model} ({', '.join(labels)}).",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def severity_figures(data: RunData) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): mean corruption accuracy against severity, official and generated apart."""
+@register_figure(
+    "robustness_severity",
+    "Mean corruption accuracy against severity, official CIFAR-C and generated corruptions in separate panels.",
+    skip="no corruption records in robustness.json",
+    per_pair=True,
+)
+def severity_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     per_seed = corruption_per_seed(data)
     per_seed = per_seed[per_seed["severity"] != "all"] if len(per_seed) else per_seed
     if per_seed.empty:
-        return [], [("robustness_severity_*", "no corruption records in robustness.json")]
+        return []
     per_seed = per_seed.assign(severity=per_seed["severity"].astype(int))
     drawn = []
     for dataset, model in _pairs(per_seed):
         part = _rows(per_seed, dataset, model)
         sources = [s for s in SOURCE_LABEL if s in set(part["source"])]
         styles = regularizer_styles(part["regularizer"])
-        with paper_style():
-            figure, axes = new_figure(1, len(sources), sharey=True)
-            for axis, source in zip(axes, sources, strict=True):
-                sns.lineplot(
-                    part[part["source"] == source],
-                    x="severity",
-                    y="accuracy_pct",
-                    ax=axis,
-                    errorbar="sd",
-                    **line_kwargs(styles),
-                )
-                axis.set_xticks(range(1, 6))
-                axis.set_xlabel("corruption severity")
-                axis.set_ylabel("mean accuracy over corruptions (%)")
-                axis.set_title(SOURCE_LABEL[source])
-            figure.suptitle(f"{dataset} / {model}")
-            shared_legend(figure, axes)
+        figure, axes = new_figure(1, len(sources), sharey=True)
+        for axis, source in zip(axes, sources, strict=True):
+            draw_lines(axis, part[part["source"] == source], "severity", "accuracy_pct", styles)
+            axis.set_xticks(range(1, 6))
+            axis.set_xlabel("corruption severity")
+            axis.set_ylabel("mean accuracy over corruptions (%)")
+            axis.set_title(SOURCE_LABEL[source])
+        shared_legend(figure, axes)
+        titled(figure, f"{dataset} / {model}", seeds_note(part))
         drawn.append(
-            (
+            Drawn(
                 f"robustness_severity_{dataset}_{model}",
                 f"Corruption accuracy by severity per regulariser on {dataset}/{model} "
                 f"({' and '.join(SOURCE_LABEL[s] for s in sources)}, kept apart).",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def training_figures(data: RunData) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): test accuracy and the (lambda-free) penalty value per epoch."""
+@register_figure(
+    "training_curves",
+    "Test accuracy and the (lambda-free) penalty value per epoch, one line per regulariser.",
+    skip="no history.csv",
+    per_pair=True,
+)
+def training_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     history = data.main(data.history) if len(data.history) else data.history
-    if history.empty:
-        return [], [("training_curves_*", "no history.csv")]
     drawn = []
-    for dataset, model in _pairs(history):
+    for dataset, model in _pairs(history) if len(history) else []:
         part = _rows(history, dataset, model)
         penalties = part[part["regularizer"] != REFERENCE]
         styles = regularizer_styles(part["regularizer"])
-        with paper_style():
-            figure, axes = new_figure(1, 2 if len(penalties) else 1)
-            sns.lineplot(
-                part, x="epoch", y="test_accuracy_pct", ax=axes[0], errorbar="sd", **line_kwargs(styles)
-            )
-            axes[0].set_ylabel("test accuracy (%)")
-            for axis in axes:
-                axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if len(penalties):
-                penalty_styles = {name: style for name, style in styles.items() if name != REFERENCE}
-                sns.lineplot(
-                    penalties,
-                    x="epoch",
-                    y="reg_value",
-                    ax=axes[1],
-                    errorbar="sd",
-                    **line_kwargs(penalty_styles),
-                )
-                if (penalties["reg_value"] > 0).all():
-                    axes[1].set_yscale("log")
-                axes[1].set_ylabel("penalty value (reg_value)")
-            figure.suptitle(f"{dataset} / {model}")
-            shared_legend(figure, axes)
+        figure, axes = new_figure(1, 2 if len(penalties) else 1)
+        draw_lines(axes[0], part, "epoch", "test_accuracy_pct", styles)
+        axes[0].set_ylabel("test accuracy (%)")
+        for axis in axes:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_xlabel("epoch")
+        if len(penalties):
+            draw_lines(axes[1], penalties, "epoch", "reg_value", styles)
+            if (penalties["reg_value"] > 0).all():
+                axes[1].set_yscale("log")
+            axes[1].set_ylabel("penalty value (reg_value)")
+        shared_legend(figure, axes)
+        titled(figure, f"{dataset} / {model}", seeds_note(part))
         drawn.append(
-            (
+            Drawn(
                 f"training_curves_{dataset}_{model}",
                 f"Test accuracy and penalty value per epoch per regulariser on {dataset}/{model}.",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def ablation_figures(data: RunData) -> tuple[Drawn, Skipped]:
-    """Per (dataset, model): accuracy against the ablated value, one panel per parameter."""
-    runs = data.runs[data.runs["ablation_param"].notna()] if len(data.runs) else data.runs
-    if runs.empty:
-        return [], [("ablation_*", "no ablation runs (run.json ablation is null everywhere)")]
+@register_figure(
+    "ablation",
+    "Test accuracy against each ablated hyper-parameter, the main grid's runs included at their own value.",
+    skip="no ablation runs (run.json ablation is null everywhere)",
+    per_pair=True,
+)
+def ablation_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
+    runs = ablation_points(data)
     drawn = []
-    for dataset, model in _pairs(runs):
+    for dataset, model in _pairs(runs) if len(runs) else []:
         part = _rows(runs, dataset, model)
         params = sorted(set(part["ablation_param"]))
         styles = regularizer_styles(part["regularizer"])
-        with paper_style():
-            figure, axes = new_figure(1, len(params))
-            for axis, param in zip(axes, params, strict=True):
-                curve = part[part["ablation_param"] == param]
-                sns.lineplot(
-                    curve,
-                    x="ablation_value",
-                    y="test_accuracy_pct",
-                    ax=axis,
-                    errorbar="sd",
-                    **line_kwargs(styles),
+        figure, axes = new_figure(1, len(params))
+        for axis, param in zip(axes, params, strict=True):
+            curve = part[part["ablation_param"] == param]
+            values = sorted(set(curve["ablation_value"]), key=value_order)
+            categorical = any(isinstance(value, str) for value in values)
+            x = (
+                curve["ablation_value"].map(values.index)
+                if categorical
+                else curve["ablation_value"].astype(float)
+            )
+            curve = curve.assign(position=x)
+            draw_lines(axis, curve, "position", "test_accuracy_pct", styles)
+            main = curve[curve["source"] == "main grid"]
+            if len(main):
+                axis.plot(
+                    main["position"],
+                    main["test_accuracy_pct"],
+                    linestyle="none",
+                    marker="*",
+                    color="0.2",
+                    markersize=7,
+                    label="main-grid runs",
                 )
-                values = curve["ablation_value"]
-                if (values > 0).all() and values.max() / values.min() >= 100:
-                    axis.set_xscale("log")
-                axis.set_xlabel(param)
-                axis.set_ylabel("test accuracy (%)")
-            figure.suptitle(f"{dataset} / {model}: ablations")
-            shared_legend(figure, axes)
+            if categorical:
+                axis.set_xticks(range(len(values)), values)
+            elif min(values) > 0 and max(values) / min(values) >= 100:
+                axis.set_xscale("log")
+            axis.set_xlabel(param)
+            axis.set_ylabel("test accuracy (%)")
+        shared_legend(figure, axes)
+        titled(figure, f"{dataset} / {model}: ablations", seeds_note(part) + "; stars: the main grid's runs")
         drawn.append(
-            (
+            Drawn(
                 f"ablation_{dataset}_{model}",
                 f"Test accuracy against {', '.join(params)} per regulariser on {dataset}/{model}.",
                 figure,
             )
         )
-    return drawn, []
+    return drawn
 
 
-def cost_figure(cost: pd.DataFrame | None) -> tuple[Drawn, Skipped]:
-    """Bars of seconds-per-epoch ratio to `none`, hatched per regulariser."""
-    if cost is None or cost.empty or cost["ratio_to_none"].isna().all():
-        return [], [("cost", f"no seconds per epoch with a `{REFERENCE}` run to compare against")]
+@register_figure(
+    "cost",
+    "Training time per epoch relative to `none`, per regulariser (CPU time on the CPU, wall time on a GPU).",
+    skip=f"no seconds per epoch with a `{REFERENCE}` run to compare against",
+)
+def cost_figure(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
+    cost = tables["cost"].data if "cost" in tables else None
+    if cost is None or cost["ratio_to_none"].isna().all():
+        return []
     part = cost[cost["ratio_to_none"].notna()].assign(setting=lambda f: f["dataset"] + "/" + f["model"])
     styles = regularizer_styles(part["regularizer"])
-    with paper_style():
-        figure, axes = new_figure(1, 1)
-        figure.set_size_inches(max(3.4, 1.0 + 0.35 * len(part)), 2.9)
-        sns.barplot(
-            part,
-            x="setting",
-            y="ratio_to_none",
-            hue="regularizer",
-            hue_order=list(styles),
-            palette={k: v["color"] for k, v in styles.items()},
-            ax=axes[0],
-            edgecolor="0.2",
-        )
-        for container, name in zip(axes[0].containers, styles, strict=False):
-            for bar in container:
-                bar.set_hatch(styles[name]["hatch"])
-        axes[0].axhline(1.0, color="0.3", linewidth=0.8)
-        axes[0].set_xlabel("")
-        axes[0].set_ylabel("seconds per epoch / none")
-        axes[0].get_legend().remove()
-        style_legend(figure, styles)
-    return [("cost", "Training time per epoch relative to `none`, per regulariser.", figure)], []
+    figure, axes = new_figure(1, 1)
+    figure.set_size_inches(max(3.4, 1.0 + 0.35 * len(part)), 2.9)
+    sns.barplot(
+        part,
+        x="setting",
+        y="ratio_to_none",
+        hue="regularizer",
+        hue_order=list(styles),
+        palette={k: v["color"] for k, v in styles.items()},
+        ax=axes[0],
+        edgecolor="0.2",
+    )
+    for container, name in zip(axes[0].containers, styles, strict=False):
+        for bar in container:
+            bar.set_hatch(styles[name]["hatch"])
+    axes[0].axhline(1.0, color="0.3", linewidth=0.8)
+    axes[0].set_xlabel("")
+    axes[0].set_ylabel("seconds per epoch / none")
+    axes[0].get_legend().remove()
+    style_legend(figure, styles)
+    titled(figure, "Cost per epoch", "; ".join(sorted(set(part["measure"]))) + " (see table cost)")
+    return [Drawn("cost", "Training time per epoch relative to `none`, per regulariser.", figure)]

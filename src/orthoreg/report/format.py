@@ -40,10 +40,28 @@ def optional(value: float | None) -> float | None:
 
 
 def mark_best(
-    frame: pd.DataFrame, value: str, within: list[str], *, goal: str | pd.Series = "max"
+    frame: pd.DataFrame,
+    value: str,
+    within: list[str],
+    *,
+    goal: str | pd.Series = "max",
+    eligible: pd.Series | None = None,
 ) -> pd.Series:
     """True where `value` is the best of its group; goal is 'max', 'min' or 'one' (closest to 1), or
-    a Series of those per row. Ties within BEST_TOLERANCE are all marked."""
+    a Series of those per row. Ties within BEST_TOLERANCE are all marked. With `eligible`, only those
+    rows compete, and a group is marked only where at least two of them compete."""
+    if eligible is not None:
+        marked = pd.Series(False, index=frame.index, dtype=bool)
+        competing = frame[eligible]
+        if len(competing):
+            counts = competing.groupby([competing[column] for column in within], dropna=False)[
+                value
+            ].transform("size")
+            competing = competing[counts >= 2]
+            marked[competing.index] = mark_best(
+                competing, value, within, goal=goal if isinstance(goal, str) else goal[competing.index]
+            )
+        return marked
     goals = goal if isinstance(goal, pd.Series) else pd.Series(goal, index=frame.index)
     score = pd.Series(np.nan, index=frame.index, dtype=float)
     values = frame[value].astype(float)

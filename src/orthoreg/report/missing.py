@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from orthoreg.report.collect import RunData
+from orthoreg.report.registry import TableBody, register_table
 from orthoreg.report.writers import Table
 
 EXPECTED_KEYS = ("dataset", "model", "regularizer", "seed", "run_dir")
@@ -80,11 +82,17 @@ def missing_runs(expected: list[dict[str, Any]], data: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=MISSING_COLUMNS)
 
 
-def missing_table(missing: pd.DataFrame, n_expected: int) -> Table:
-    return Table(
-        "missing_runs",
-        "Expected runs that are absent, unfinished or not evaluated (from --expected).",
-        f"{len(missing)} of {n_expected} expected runs are absent or incomplete; the other tables use "
+@register_table(
+    "missing_runs",
+    "Expected runs that are absent, unfinished or not evaluated (from --expected).",
+    skip="no --expected grid was given",
+)
+def missing_table(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
+    if data.expected is None:
+        return None
+    missing = missing_runs(data.expected, data)
+    return TableBody(
+        f"{len(missing)} of {len(data.expected)} expected runs are absent or incomplete; the other tables use "
         "what exists.",
         missing,
         missing.astype(str),

@@ -7,12 +7,15 @@ by the distance to its nearest end (0 inside the range).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
+from orthoreg.report.collect import RunData
 from orthoreg.report.format import NOT_RUN, signed_text
 from orthoreg.report.order import ModelKey, model_key
+from orthoreg.report.registry import TableBody, register_table
 from orthoreg.report.writers import Table
 
 ZAGORUYKO = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
@@ -34,10 +37,15 @@ class Published:
     statistic: str
     source: str
     std: float | None = None
+    shortcut: str | None = None  # He et al.'s option where the source states it
 
 
-def _error(model, label, dataset, regularizer, error, statistic, source, std=None) -> Published:
-    return Published(model, label, dataset, regularizer, 100.0 - error, 100.0 - error, statistic, source, std)
+def _error(
+    model, label, dataset, regularizer, error, statistic, source, std=None, shortcut=None
+) -> Published:
+    return Published(
+        model, label, dataset, regularizer, 100.0 - error, 100.0 - error, statistic, source, std, shortcut
+    )
 
 
 WRN_28_10 = ModelKey("wrn", 28, 10)
@@ -54,8 +62,10 @@ PUBLISHED: tuple[Published, ...] = (
     _error(WRN_28_10, "WRN-28-10", "cifar10", "srip", 3.60, "with SRIP", BANSAL),
     _error(WRN_28_10, "WRN-28-10", "cifar100", "none", 20.50, "baseline", BANSAL),
     _error(WRN_28_10, "WRN-28-10", "cifar100", "srip", 18.19, "with SRIP", BANSAL),
-    _error(RESNET_110, "ResNet-110", "cifar10", "none", 6.43, "best run", HE),
-    _error(RESNET_110, "ResNet-110", "cifar10", "none", 6.61, "mean ± std of 5 runs", HE, std=0.16),
+    _error(RESNET_110, "ResNet-110", "cifar10", "none", 6.43, "best run", HE, shortcut="A"),
+    _error(
+        RESNET_110, "ResNet-110", "cifar10", "none", 6.61, "mean ± std of 5 runs", HE, std=0.16, shortcut="A"
+    ),
     _error(RESNET_110, "ResNet-110", "cifar10", "none", 7.11, "baseline", BANSAL),
     _error(RESNET_110, "ResNet-110", "cifar10", "srip", 5.46, "with SRIP", BANSAL),
     Published(RESNET_18, "ResNet-18", "cifar10", "none", 93.0, 95.4, "range", PUBLIC_REPORTS),
@@ -71,7 +81,31 @@ def _comparison(reproduced: float, entry: Published) -> float:
     return 0.0
 
 
-def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | None) -> Table:
+@register_table(
+    "published_vs_reproduced",
+    "Published CIFAR accuracies (PAPER.md) beside the reproduced means; 'not run' where absent.",
+    skip="never skipped: every published number is listed, reproduced or not",
+)
+def published_table(data: RunData, tables: Mapping[str, Table]) -> TableBody:
+    main = tables["main_accuracy"].data if "main_accuracy" in tables else None
+    runs = data.main(data.runs) if len(data.runs) else None
+    facts = (
+        runs.groupby(["dataset", "model", "regularizer"])
+        .agg(
+            epochs_completed=("epochs_completed", "max"),
+            shortcut=("shortcut", lambda s: "/".join(sorted({str(v) for v in s if v}))),
+        )
+        .reset_index()
+        if runs is not None and len(runs)
+        else None
+    )
+    return published_vs_reproduced(main, facts)
+
+
+SHORTCUT_LABEL = {"A": "A (padded identity)", "B": "B (1x1 projection)"}
+
+
+def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | None) -> TableBody:
     """Join PUBLISHED with the main table's long form (dataset, model, regularizer, n, mean, std in %).
 
     `epochs` gives the largest epochs_completed per (dataset, model, regularizer) so short reproductions
@@ -81,12 +115,12 @@ def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | No
     if main is not None:
         for row in main.to_dict("records"):
             reproduced[(row["dataset"], model_key(row["model"]), row["regularizer"])] = row
-    epoch_of = {}
+    epoch_of, shortcut_of = {}, {}
     if epochs is not None:
-        epoch_of = {
-            (r["dataset"], r["model"], r["regularizer"]): r["epochs_completed"]
-            for r in epochs.to_dict("records")
-        }
+        for r in epochs.to_dict("records"):
+            key = (r["dataset"], r["model"], r["regularizer"])
+            epoch_of[key] = r["epochs_completed"]
+            shortcut_of[key] = r.get("shortcut") or None
     rows = []
     for entry in PUBLISHED:
         match = reproduced.get((entry.dataset, entry.model, entry.regularizer))
@@ -107,12 +141,14 @@ def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | No
             "statistic": entry.statistic,
             "source": entry.source,
             "published": published,
+            "published_shortcut": entry.shortcut,
             "status": "not run" if match is None else "reproduced",
             "reproduced_model": None,
             "reproduced_n": None,
             "reproduced_mean_pct": None,
             "reproduced_std_pct": None,
             "reproduced_epochs": None,
+            "reproduced_shortcut": None,
             "difference_pp": None,
         }
         if match is not None:
@@ -123,6 +159,9 @@ def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | No
                     "reproduced_mean_pct": match["mean_accuracy_pct"],
                     "reproduced_std_pct": match["std_accuracy_pct"],
                     "reproduced_epochs": epoch_of.get((entry.dataset, match["model"], entry.regularizer)),
+                    "reproduced_shortcut": shortcut_of.get(
+                        (entry.dataset, match["model"], entry.regularizer)
+                    ),
                     "difference_pp": _comparison(match["mean_accuracy_pct"], entry),
                 }
             )
@@ -146,18 +185,22 @@ def published_vs_reproduced(main: pd.DataFrame | None, epochs: pd.DataFrame | No
                 )
                 for r in table.itertuples()
             ],
+            "shortcuts (published / reproduced)": [
+                f"{SHORTCUT_LABEL.get(r.published_shortcut, '-')} / {SHORTCUT_LABEL.get(r.reproduced_shortcut, '-')}"
+                for r in table.itertuples()
+            ],
             "difference (pp)": [
                 "not run" if r.status == "not run" else signed_text(r.difference_pp)
                 for r in table.itertuples()
             ],
         }
     )
-    return Table(
-        "published_vs_reproduced",
-        "Published CIFAR accuracies (PAPER.md) beside the reproduced means; 'not run' where absent.",
+    return TableBody(
         "Published numbers (error converted to accuracy = 100 - error) beside the reproduced mean ± std "
         "over seeds (n seeds, epochs trained). Difference = reproduced - published; for a published range "
-        "the distance to its nearest end (0 inside). 'not run': that model/dataset/regulariser was not run.",
+        "the distance to its nearest end (0 inside). 'not run': that model/dataset/regulariser was not run. "
+        "Shortcuts: He et al.'s option where a block changes shape (A: the input subsampled and zero-padded, "
+        "as He et al.'s CIFAR ResNets; B: a 1x1 projection); the CIFAR ResNets here default to A.",
         table.drop(columns="published"),
         display,
         None,

@@ -53,19 +53,6 @@ def regularizer_styles(names) -> dict[str, dict]:
     return styles
 
 
-def line_kwargs(styles: dict[str, dict]) -> dict:
-    """Keyword arguments for seaborn.lineplot(hue='regularizer', style='regularizer')."""
-    return {
-        "hue": "regularizer",
-        "style": "regularizer",
-        "hue_order": list(styles),
-        "style_order": list(styles),
-        "palette": {k: v["color"] for k, v in styles.items()},
-        "markers": {k: v["marker"] for k, v in styles.items()},
-        "dashes": {k: v["dashes"] for k, v in styles.items()},
-    }
-
-
 @contextmanager
 def paper_style():
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):

@@ -7,12 +7,15 @@ cosines/coherence and condition numbers; spectral extremes are best at 1; effect
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from orthoreg.report.collect import ABLATION_KEYS, KEYS, RunData
 from orthoreg.report.format import general_text, mark_best, pivot_display
 from orthoreg.report.order import sort_frame
-from orthoreg.report.tables import CELL, seed_summary
+from orthoreg.report.registry import TableBody, register_table
+from orthoreg.report.tables import CELL, ENOUGH, n_range, seed_summary
 from orthoreg.report.writers import Table
 
 LAYER_SOURCE = "layers.csv, mean over layers"
@@ -58,7 +61,12 @@ def measures_per_run(data: RunData) -> pd.DataFrame:
     return combined[combined["value"].notna()][[*CELL, "seed", "source", "measure", "value"]]
 
 
-def orthogonality_best(data: RunData) -> Table | None:
+@register_table(
+    "orthogonality_best",
+    "Which regulariser reaches the best near-orthogonality, per measure (mean over seeds).",
+    skip="no eval.json orthogonality summary or layers.csv (run `orthoreg evaluate`)",
+)
+def orthogonality_best(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
     measures = measures_per_run(data)
     if measures.empty:
         return None
@@ -66,7 +74,11 @@ def orthogonality_best(data: RunData) -> Table | None:
     summary = sort_frame(seed_summary(measures, "value", group), ["dataset", "model", "source"])
     summary["goal"] = summary["measure"].map(measure_goal)
     summary["best"] = mark_best(
-        summary, "mean", ["dataset", "model", "source", "measure"], goal=summary["goal"]
+        summary,
+        "mean",
+        ["dataset", "model", "source", "measure"],
+        goal=summary["goal"],
+        eligible=summary["n"] >= ENOUGH,
     )
     summary["cell"] = summary["mean"].map(general_text)
     summary["measure (source)"] = summary["measure"] + " (" + summary["source"] + ")"
@@ -80,13 +92,12 @@ def orthogonality_best(data: RunData) -> Table | None:
     )
     display["best"] = [winners.get((r[0], r[1], r[2]), "") for r in display.itertuples(index=False)]
     bold["best"] = False
-    return Table(
-        "orthogonality_best",
-        "Which regulariser reaches the best near-orthogonality, per measure (mean over seeds).",
-        "Near-orthogonality per measure, mean over seeds: eval.json summaries and layers.csv columns "
-        "averaged over layers. Best (bold) = lowest for residuals, deviations, cosines, coherence and "
-        "condition numbers; closest to 1 for extreme singular values; highest for effective rank "
-        "(csv column goal).",
+    return TableBody(
+        f"Near-orthogonality per measure, mean over seeds ({n_range(summary['n'])}): eval.json summaries "
+        "and layers.csv columns averaged over layers. Best (bold) = lowest for residuals, deviations, "
+        "cosines, coherence and condition numbers; closest to 1 for extreme singular values; highest for "
+        f"effective rank (csv column goal); marked only among cells with n >= {ENOUGH}. Table `claims` "
+        "tests whether the lead is real.",
         summary.drop(columns=["cell", "measure (source)"]),
         display,
         bold,

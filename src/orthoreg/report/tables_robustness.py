@@ -3,13 +3,17 @@ FGSM/PGD accuracy at eps = 8/255 beside clean accuracy."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from orthoreg.report.collect import RunData
 from orthoreg.report.format import mark_best, mean_std_text, pivot_display
 from orthoreg.report.order import sort_frame
-from orthoreg.report.tables import CELL, seed_summary
+from orthoreg.report.registry import TableBody, register_table
+from orthoreg.report.tables import CELL, ENOUGH, n_range, seed_summary
 from orthoreg.report.writers import Table
+from orthoreg.robustness import available_attacks, get_attack
 
 TABLE_EPS = 8 / 255
 EPS_TOLERANCE = 1e-6
@@ -17,10 +21,29 @@ SOURCE_LABEL = {"official": "official CIFAR-C", "generated": "generated in code"
 
 
 def attack_label(attack: str, steps: int) -> str:
-    """'clean', 'FGSM' or 'PGD-<steps>'."""
-    if attack == "clean":
-        return "clean"
-    return "FGSM" if attack == "fgsm" else f"PGD-{int(steps)}"
+    """'clean', or the registered attack's label ('FGSM', 'PGD-10', ...)."""
+    return "clean" if attack == "clean" else get_attack(attack).label(int(steps))
+
+
+def attack_order(label: str) -> tuple[int, int]:
+    """Clean first, then attacks in registration order, shorter before longer."""
+    if label == "clean":
+        return (-1, 0)
+    for position, name in enumerate(available_attacks()):
+        attack = get_attack(name)
+        for steps in range(1, 1001):
+            if attack.label(steps) == label:
+                return (position, steps)
+    return (len(available_attacks()), 0)
+
+
+def images_text(frame: pd.DataFrame) -> str:
+    """'200 images' (or '100-200 images') from the records' n."""
+    counts = frame["n"].dropna().astype(int) if "n" in frame else pd.Series(dtype=int)
+    if counts.empty:
+        return "an unrecorded number of images"
+    low, high = counts.min(), counts.max()
+    return f"{low} images" if low == high else f"{low}-{high} images"
 
 
 def corruption_per_seed(data: RunData) -> pd.DataFrame:
@@ -38,7 +61,12 @@ def corruption_per_seed(data: RunData) -> pd.DataFrame:
     return pd.concat([by_severity, overall], ignore_index=True)
 
 
-def corruption_table(data: RunData) -> Table | None:
+@register_table(
+    "robustness_corruptions",
+    "Corruption accuracy (%) by severity per regulariser; official CIFAR-C and generated kept apart.",
+    skip="no corruption records in robustness.json (run `orthoreg robustness`)",
+)
+def corruption_table(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
     per_seed = corruption_per_seed(data)
     if per_seed.empty:
         return None
@@ -49,17 +77,19 @@ def corruption_table(data: RunData) -> Table | None:
         columns="_order"
     )
     summary["source"] = summary["source"].map(SOURCE_LABEL)
-    summary["best"] = mark_best(summary, "mean", ["dataset", "model", "source", "severity"])
+    summary["best"] = mark_best(
+        summary, "mean", ["dataset", "model", "source", "severity"], eligible=summary["n"] >= ENOUGH
+    )
     summary["cell"] = [mean_std_text(r.mean, r.std) for r in summary.itertuples()]
     display, bold = pivot_display(summary, ["dataset", "model", "source", "regularizer"], "severity", "cell")
     display = display.rename(columns={"all": "mean (all)"})
     bold = bold.rename(columns={"all": "mean (all)"})
-    return Table(
-        "robustness_corruptions",
-        "Corruption accuracy (%) by severity per regulariser; official CIFAR-C and generated kept apart.",
-        "Accuracy (%) under common corruptions, averaged over corruption types per severity (1-5) and over "
-        "all, then mean ± std over seeds. Official CIFAR-C files and corruptions generated in code are "
-        "separate rows and are never averaged together. Bold: best regulariser per column.",
+    records = data.main(data.corruptions)
+    return TableBody(
+        f"Accuracy (%) under common corruptions on {images_text(records)} per corruption and severity, "
+        "averaged over corruption types per severity (1-5) and over all, then mean ± std over seeds "
+        f"({n_range(summary['n'])}). Official CIFAR-C files and corruptions generated in code are separate "
+        f"rows and are never averaged together. Bold: best regulariser per column among n >= {ENOUGH}.",
         summary.drop(columns="cell").rename(columns={"mean": "mean_accuracy_pct", "std": "std_accuracy_pct"}),
         display,
         bold,
@@ -77,7 +107,12 @@ def adversarial_per_seed(data: RunData) -> pd.DataFrame:
     return adversarial
 
 
-def adversarial_table(data: RunData) -> Table | None:
+@register_table(
+    "robustness_adversarial",
+    "Clean, FGSM and PGD accuracy (%) at eps = 8/255 (L-inf, pixel space) per regulariser.",
+    skip="no FGSM/PGD record at eps = 8/255 in robustness.json",
+)
+def adversarial_table(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
     adversarial = adversarial_per_seed(data)
     at_eps = adversarial[
         ((adversarial["eps"] - TABLE_EPS).abs() < EPS_TOLERANCE) | (adversarial["label"] == "clean")
@@ -85,19 +120,17 @@ def adversarial_table(data: RunData) -> Table | None:
     if at_eps.empty or (at_eps["label"] == "clean").all():
         return None
     summary = seed_summary(at_eps, "accuracy_pct", [*CELL, "label"])
-    summary["_order"] = summary["label"].map(
-        lambda label: (label != "clean", label != "FGSM", int(label[4:]) if label.startswith("PGD") else 0)
-    )
+    summary["_order"] = summary["label"].map(attack_order)
     summary = sort_frame(summary, [*CELL, "_order"]).drop(columns="_order")
-    summary["best"] = mark_best(summary, "mean", ["dataset", "model", "label"])
+    summary["best"] = mark_best(
+        summary, "mean", ["dataset", "model", "label"], eligible=summary["n"] >= ENOUGH
+    )
     summary["cell"] = [mean_std_text(r.mean, r.std) for r in summary.itertuples()]
     display, bold = pivot_display(summary, CELL, "label", "cell")
-    return Table(
-        "robustness_adversarial",
-        "Clean, FGSM and PGD accuracy (%) at eps = 8/255 (L-inf, pixel space) per regulariser.",
-        "Accuracy (%) under L-inf attacks at eps = 8/255 in [0, 1] pixel space (PGD-k: k steps of 2/255 "
-        "with random start), beside clean accuracy on the same images; mean ± std over seeds. "
-        "Bold: best regulariser per column.",
+    return TableBody(
+        f"Accuracy (%) under L-inf attacks at eps = 8/255 in [0, 1] pixel space on {images_text(at_eps)} "
+        "(PGD-k: k steps of 2/255 with random start), beside clean accuracy on the same images; mean ± std "
+        f"over seeds ({n_range(summary['n'])}). Bold: best regulariser per column among n >= {ENOUGH}.",
         summary.drop(columns="cell").rename(
             columns={"label": "attack", "mean": "mean_accuracy_pct", "std": "std_accuracy_pct"}
         ),

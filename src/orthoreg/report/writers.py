@@ -6,6 +6,7 @@ formatted grid a reader sees in Markdown and LaTeX, with `bold` marking the best
 
 from __future__ import annotations
 
+import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 
 from orthoreg.files import atomic_write, save_text
 
-TABLE_SUFFIXES = (".csv", ".md", ".tex")
+TABLE_SUFFIXES = (".csv", ".md", ".tex", ".html")
 FIGURE_SUFFIXES = (".pdf", ".png")
 PNG_DPI = 150
 
@@ -101,12 +102,39 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(table: Table) -> str:
+    """A standalone HTML page with the caption and the display grid (best cells bold), which the
+    Snakemake report shows inline."""
+    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.display.columns)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{'<b>' if bold else ''}{html.escape(text)}{'</b>' if bold else ''}</td>"
+            for text, bold in row
+        )
+        + "</tr>"
+        for row in _cells(table)
+    )
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(table.name)}</title>'
+        "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f2f2f2}</style></head>"
+        f"<body><p><b>{html.escape(table.name)}</b>: {html.escape(table.caption)}</p>"
+        f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
+    )
+
+
 def write_table(table: Table, folder: Path) -> list[Path]:
-    """Write <name>.csv, <name>.md and <name>.tex atomically; return the three paths."""
+    """Write <name>.csv, .md, .tex and .html atomically; return the paths."""
     folder = Path(folder)
     buffer = io.StringIO()
     table.data.to_csv(buffer, index=False, float_format="%.10g")
-    texts = {".csv": buffer.getvalue(), ".md": to_markdown(table), ".tex": to_latex(table)}
+    texts = {
+        ".csv": buffer.getvalue(),
+        ".md": to_markdown(table),
+        ".tex": to_latex(table),
+        ".html": to_html(table),
+    }
     paths = []
     for suffix, text in texts.items():
         path = folder / f"{table.name}{suffix}"

@@ -25,6 +25,7 @@ from orthoreg.data import TensorLoader, load_split
 from orthoreg.data.loader import Batches
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_json
+from orthoreg.precision import Autocast, autocast_dtype, dtype_name
 from orthoreg.robustness.attacks import AttackSpec, available_attacks, check_eps, get_attack
 from orthoreg.robustness.cifar_c import (
     ARCHIVES,
@@ -240,14 +241,19 @@ def robustness_report(
     device: str | torch.device = "cpu",
     official: Path | None = None,
     official_limit: int | None = None,
+    amp: str = "off",
 ) -> dict[str, Any]:
-    """clean_accuracy, n, seed, corruptions[] and adversarial[] (the robustness.json of a run) for a
-    pixel-space model on uint8 test images. With `official` (an extracted CIFAR-C folder) the corruption
-    records come from its files (first `official_limit` images per severity), else they are generated."""
+    """clean_accuracy, n, seed, forward_dtype, corruptions[] and adversarial[] (the robustness.json of a
+    run) for a pixel-space model on uint8 test images. With `official` (an extracted CIFAR-C folder) the
+    corruption records come from its files (first `official_limit` images per severity), else they are
+    generated. `amp` as in training (off: fp32; the attacks' input gradients are fp32 either way)."""
     settings.check()
     device = torch.device(device)
     names = corruption_names(settings.corruptions, official)
     model.eval()
+    dtype = autocast_dtype(amp, device)
+    if dtype is not None:
+        model = Autocast(model, dtype, device).eval()
     clean = accuracy(model, images, labels, batch_size=settings.batch_size, device=device)
     if official is not None:
         corruptions = official_records(model, official, names, settings, official_limit, device)
@@ -257,6 +263,7 @@ def robustness_report(
         "clean_accuracy": clean,
         "n": int(images.shape[0]),
         "seed": settings.seed,
+        "forward_dtype": dtype_name(dtype),
         "corruptions": corruptions,
         "adversarial": adversarial_records(model, images, labels, settings, device),
     }
@@ -306,6 +313,7 @@ def run_robustness(
     cifar_c_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     device: str = "auto",
+    amp: str = "off",
 ) -> dict[str, Any]:
     """Measure the run in run_dir on its dataset's test split (first `limit` images) and write
     robustness.json there atomically; returns what was written."""
@@ -320,7 +328,7 @@ def run_robustness(
     model = model.to(memory_format=torch.channels_last)
     images, labels = load_split(dataset, Path(data_dir), "test", limit=limit)
     result = robustness_report(
-        model, images, labels, settings, device=torch_device, official=official, official_limit=limit
+        model, images, labels, settings, device=torch_device, official=official, official_limit=limit, amp=amp
     )
     save_json(result, Path(run_dir) / "robustness.json")
     return result
