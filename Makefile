@@ -1,33 +1,38 @@
 # The README's two commands: `make demo` (set-up + the CPU demo) and `make test` (set-up + the tests).
+# Each installs what it needs into .venv: the demo the pipeline (`.[workflow]`), the tests everything
+# (`.[dev]`). `orthoreg prepare-data` (the pipeline's first job) finds, installs or downloads the data.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 GPUS ?= 4
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test lint paper clean-demo
+.PHONY: demo test lint paper gpu-check clean-demo
 
-setup: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
-demo: setup
+demo: $(VENV)/.installed-workflow
 	snakemake --cores all --configfile config/demo.yaml
 
-test: setup lint
+test: $(VENV)/.installed-dev lint
 	pytest -q
 
-lint: setup
+lint: $(VENV)/.installed-dev
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 	mypy
 
-paper: setup
+paper: $(VENV)/.installed-workflow
 	snakemake --cores all --resources gpu=$(GPUS)
 
+gpu-check: $(VENV)/.installed-dev
+	python benchmarks/gpu_check.py --out results/gpu_check.json
+
 clean-demo:
-	rm -rf results/runs/fashion_mnist results/tables/demo figures/demo results/grids/demo.json
+	rm -rf results/runs/fashion_mnist results/ablations/*/fashion_mnist results/tables/demo figures/demo results/grids/demo.json

@@ -93,3 +93,9 @@ def test_license_is_mit():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License")
     assert "orthoreg contributors" in text
+
+
+def test_package_version_is_the_project_version():
+    import orthoreg
+
+    assert orthoreg.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
