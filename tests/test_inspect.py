@@ -245,3 +245,55 @@ def test_format_table_drops_empty_columns_and_prints_every_layer():
     lines = format_table(rows).splitlines()
     assert lines[0].split() == ["layer", "max_cos", "o"]
     assert lines[1].split() == ["x", "0.1235", "4"] and lines[2].split() == ["y", "nan", "8"]
+
+
+def test_a_relaxed_run_shows_each_layers_recorded_rank_and_k(tmp_path):
+    from orthoreg.runs import build_classifier
+
+    class Info:
+        num_classes, in_channels, mean, std = 10, 1, (0.5,), (0.25,)
+
+    model = build_classifier("resnet8", Info())
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(model.state_dict(), run / "model.pt")
+    layers = {row["layer"]: {"rank": 3, "k": index} for index, row in enumerate(layer_metrics(model[1]))}
+    record = {
+        "model": "resnet8",
+        "regularizer": "dn_relaxed",
+        "seed": 0,
+        "num_classes": 10,
+        "in_channels": 1,
+        "mean": [0.5],
+        "std": [0.25],
+        "config": {"model_options": {}},
+        "relaxation": {"rule": "rank", "rho": 0.5, "layers": layers},
+    }
+    (run / "run.json").write_text(json.dumps(record))
+    report = inspect_target(run)
+    assert [(row["rank"], row["k"]) for row in report.rows] == [(3, k) for k in range(len(layers))]
+    assert " k" in format_table(report.rows).splitlines()[0]
+
+
+def test_the_rho_rule_k_for_any_model_and_torchvision_models_by_name():
+    from orthoreg.regularizers import relaxation_k
+
+    report = inspect_target("resnet8", rho=0.5)
+    for row in report.rows:
+        assert row["k"] == relaxation_k(row["o"] // row["groups"], row["n"], 0.5)
+    grouped = inspect_target("torchvision:resnext50_32x4d", rho=0.5)
+    assert {row["groups"] for row in grouped.rows} == {1, 32}
+    assert "no weights" in grouped.source
+    with pytest.raises(ValueError, match="torchvision has no model 'resnet9'"):
+        inspect_target("torchvision:resnet9")
+    with pytest.raises(ValueError, match=r"rho must be in \(0, 1\], got 2.0"):
+        inspect_target("resnet8", rho=2.0)
+
+
+def test_a_state_dict_of_1d_and_3d_convolutions_is_read(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 6, 3), torch.nn.Conv3d(6, 4, (1, 2, 2)))
+    path = tmp_path / "mixed.pt"
+    torch.save(model.state_dict(), path)
+    report = inspect_target(path)
+    assert [(row["layer"], row["kind"]) for row in report.rows] == [("0", "conv1d"), ("1", "conv3d")]
+    assert_rows_match(report.rows, layer_metrics(model), ignore=("stride",))

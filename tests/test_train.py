@@ -475,6 +475,39 @@ def test_interrupt_flag_checkpoints_at_the_next_step(tmp_path, data_dir, monkeyp
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
 
 
+def test_rank_relaxation_records_each_layers_k_and_resumes_exactly(tmp_path, data_dir, monkeypatch):
+    """`--relaxation rank`: each layer's rank* and k are measured once, recorded in run.json and the
+    checkpoint, and an interrupted run resumes (without measuring again) to the same weights."""
+    rank = small_config(reg_options={"gamma": 1.0, "rho": 0.5, "relaxation": "rank"})
+    reference = tmp_path / "reference"
+    record = train(rank, reference, data_dir, verbose=False)
+    layers = record["relaxation"]["layers"]
+    assert record["relaxation"]["rule"] == "rank" and len(layers) == 7  # resnet8: 7 convolutions
+    for layer in layers.values():
+        assert 0 <= layer["rank"] <= min(layer["o"], layer["n"])
+        assert layer["k"] == layer["pairs"] - layer["rank"] * (layer["rank"] - 1) // 2
+
+    from orthoreg.regularizers import OrthogonalityRegularizer
+
+    class SignalsOnce(OrthogonalityRegularizer):
+        def __call__(self, progress):
+            if progress == 0.5:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return super().__call__(progress)
+
+    monkeypatch.setattr(train_module, "OrthogonalityRegularizer", SignalsOnce)
+    with pytest.raises(TrainingInterrupted):
+        train(rank, tmp_path / "resumed", data_dir, verbose=False)
+    checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["regularizer"]["layer_k"] == {name: layer["k"] for name, layer in layers.items()}
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        OrthogonalityRegularizer, "calibrate", lambda *args, **kwargs: pytest.fail("calibrated again")
+    )
+    train(rank, tmp_path / "resumed", data_dir, verbose=False)
+    assert_same_weights(reference, tmp_path / "resumed")
+
+
 def test_rng_state_round_trip():
     state = capture_rng_state()
     drawn = (random.random(), np.random.rand(), torch.rand(3))

@@ -185,6 +185,7 @@ def fetch_fashion_mnist(directory: Path) -> tuple[Split, Split]:
     """The 28x28 grayscale images, zero-padded by 2 px on every side to 1x32x32 (the background is
     already 0), so the CIFAR architectures keep their 32 -> 16 -> 8 downsampling with in_channels=1."""
     folder = locate_files(directory)
+    print(f"orthoreg: Fashion-MNIST from {folder}", file=sys.stderr, flush=True)
     splits = []
     for prefix in ("train", "t10k"):
         images = read_file(folder, f"{prefix}-images-idx3-ubyte", "images")
