@@ -475,3 +475,18 @@ def test_only_stateful_penalties_keep_state():
 def test_more_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3, 3), (8, 3, 3, 3), (12, 24, 3, 3)])
+def test_ocnn_minus_the_released_padding_1_window_is_the_dropped_ring(shape):
+    """docs/method.md: the released OCNN code's padding=1 at stride 1 compares shifts -1..1 of a 3x3
+    kernel's self-convolution only; ours (padding 2) adds exactly the energy of the +-2-shift ring."""
+    kernel = torch.randn(*shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 0.3
+    full = F.conv2d(kernel, kernel, padding=2)  # shifts -2..2
+    released = F.conv2d(kernel, kernel, padding=1)  # shifts -1..1, the released code's window
+    assert torch.allclose(full[..., 1:4, 1:4], released)
+    target = torch.zeros_like(released)
+    target[range(shape[0]), range(shape[0]), 1, 1] = 1.0
+    ring = full.square().sum() - full[..., 1:4, 1:4].square().sum()
+    ours = orthoreg.penalty("ocnn", kernel, stride=1)
+    assert ours.item() == pytest.approx(((released - target) ** 2).sum().item() + ring.item(), rel=1e-5)

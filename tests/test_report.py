@@ -9,6 +9,7 @@ import csv
 import itertools
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -939,3 +940,47 @@ def test_html_tables_show_the_grid_with_bold_best(report):
     page = (report["tables"] / "main_accuracy.html").read_text()
     assert page.startswith("<!doctype html>") and "<table>" in page
     assert "<b>93.00 ± 1.00 (n=3)</b>" in page
+
+
+# ---- one registry: README, the Snakemake report captions and the outputs agree ----------------------
+
+
+def test_the_readme_lists_exactly_the_registered_tables():
+    from orthoreg.report.registry import TABLES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("The tables (") : readme.index("## Configuration")]
+    listed = {name for line in re.findall(r"^- (.*?):", section, re.MULTILINE) for name in re.findall(r"`(\w+)`", line)}
+    assert listed == set(TABLES)
+
+
+class _Wildcards(dict):
+    __getattr__ = dict.__getitem__
+
+
+def render_caption(name: str, **wildcards: str) -> str:
+    """A workflow/report caption rendered as Snakemake renders it (Jinja2, a `snakemake` object)."""
+    import jinja2
+
+    from orthoreg.report.registry import figure_captions, table_captions
+
+    class Snakemake:
+        params = _Wildcards(figure_captions=figure_captions(), table_captions=table_captions())
+        config = {"name": "paper"}
+
+    Snakemake.wildcards = _Wildcards(wildcards)
+    template = (Path(__file__).resolve().parents[1] / "workflow" / "report" / name).read_text()
+    return jinja2.Environment().from_string(template).render(snakemake=Snakemake)
+
+
+def test_every_figure_and_table_gets_its_own_caption_in_the_snakemake_report():
+    from orthoreg.report.registry import FIGURES, TABLES
+
+    for stem, spec in FIGURES.items():
+        name = f"{stem}_cifar10_resnet20" if spec.per_pair else stem
+        caption = render_caption("figures.rst", figure=name)
+        assert caption.startswith(spec.description), (name, caption)
+        if spec.per_pair:
+            assert "(cifar10 / resnet20)" in caption
+    for name, spec in TABLES.items():
+        assert render_caption("tables.rst", table=name).startswith(spec.description)

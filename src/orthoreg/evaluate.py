@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthoreg.data import TensorLoader, load_split
+from orthoreg.data import evaluation_batches, load_split
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_csv, save_json
 from orthoreg.metrics import feature_metrics, layer_metrics, singular_values, summarize
@@ -69,12 +69,6 @@ def prediction_metrics(
     """test_accuracy, top5_accuracy (None under 5 classes), test_loss, ece, n_test, effective_rank and
     mean_abs_channel_cosine of the penultimate features, on uint8 images (N, C, H, W), and the
     forward_dtype the pass ran in (`amp` as in training: off is fp32)."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(
-            f"expected non-empty uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     normalize, net = _parts(model)
@@ -82,19 +76,11 @@ def prediction_metrics(
     device = torch.device(device)
     dtype = autocast_dtype(amp, device)
     autocast = autocast_factory(dtype, device)
-    loader = TensorLoader(
-        images,
-        labels,
-        batch_size,
-        shuffle=False,
-        augment=False,
-        device=device,
-        memory_format=torch.channels_last,
-    )
+    batches = evaluation_batches(images, labels, batch_size, device)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1 correct, top-k correct
     confidences, correct, features = [], [], []
     with torch.no_grad():
-        for x, y in loader.in_order():
+        for x, y in batches:
             with autocast():
                 feature = net.forward_features(normalize(x))
                 logits = net.fc(feature)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from orthoreg.devices import DEVICES
+from orthoreg.cli.options import add_device_arguments, add_run_arguments
 from orthoreg.evaluate import evaluate_run
-from orthoreg.precision import AMP_MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,17 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval.json, layers.csv and spectra.csv beside them. The dataset must be prepared first with "
         "`orthoreg prepare-data`.",
     )
-    parser.add_argument("--run", type=Path, required=True, help="run directory holding model.pt and run.json")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="prepared datasets root")
+    add_run_arguments(parser)
     parser.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when present")
-    parser.add_argument(
-        "--amp",
-        choices=AMP_MODES,
-        default="off",
-        help="forward pass in bf16 autocast: auto = where the hardware computes bf16 natively; off = fp32 (default)",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(func=run)
 
 

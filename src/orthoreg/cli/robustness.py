@@ -6,8 +6,7 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
-from orthoreg.devices import DEVICES
-from orthoreg.precision import AMP_MODES
+from orthoreg.cli.options import add_device_arguments, add_run_arguments
 from orthoreg.robustness import RobustnessSettings, mean_corruption_accuracy, run_robustness
 
 DEFAULT_EPS = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")
@@ -32,8 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--cifar-c-dir holds them (or --download fetches them); otherwise the corruptions are generated in "
         "code with the CIFAR-C severity constants and labelled source=generated.",
     )
-    parser.add_argument("--run", type=Path, required=True, help="run directory holding model.pt and run.json")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="prepared datasets root")
+    add_run_arguments(parser)
     parser.add_argument("--limit", type=int, default=None, help="use the first N test images (default: all)")
     parser.add_argument(
         "--eps",
@@ -65,13 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and PGD starts")
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when present")
-    parser.add_argument(
-        "--amp",
-        choices=AMP_MODES,
-        default="off",
-        help="forward passes in bf16 autocast: auto = where the hardware computes bf16 natively; off = fp32 (default)",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(func=run)
 
 

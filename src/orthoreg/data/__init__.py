@@ -6,7 +6,7 @@ Add a dataset: one file in this package that calls `register_dataset`, and one i
 
 from orthoreg.data import cifar, fashion_mnist, synthetic  # noqa: F401  (registers them)
 from orthoreg.data.download import download, fetch_verified
-from orthoreg.data.loader import EpochPlan, TensorLoader
+from orthoreg.data.loader import EpochPlan, TensorLoader, evaluation_batches
 from orthoreg.data.registry import DatasetInfo, Split, available_datasets, dataset_info, register_dataset
 from orthoreg.data.store import SPLITS, check_prepared, load_split, prepare_dataset
 
@@ -20,6 +20,7 @@ __all__ = [
     "check_prepared",
     "dataset_info",
     "download",
+    "evaluation_batches",
     "fetch_verified",
     "load_split",
     "prepare_dataset",

@@ -119,3 +119,26 @@ class TensorLoader:
         channels = images.shape[1]
         gathered = padded.gather(2, rows.expand(count, channels, height, padded.shape[3]))
         return gathered.gather(3, cols.expand(count, channels, height, width))
+
+
+def evaluation_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str | torch.device
+) -> Batches:
+    """An evaluation pass (`orthoreg evaluate`, `orthoreg robustness`) over uint8 images in stored
+    order: float [0, 1] channels-last batches on `device`, the layout convolutions run fastest in."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            f"expected non-empty uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
+    loader = TensorLoader(
+        images,
+        labels,
+        batch_size,
+        shuffle=False,
+        augment=False,
+        device=device,
+        memory_format=torch.channels_last,
+    )
+    return loader.in_order()

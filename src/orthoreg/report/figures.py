@@ -9,7 +9,7 @@ with no data draws nothing (the registry records why).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,25 @@ def draw_lines(axis: Axes, frame: pd.DataFrame, x: str, y: str, styles: dict[str
             )
 
 
+def per_pair(
+    frame: pd.DataFrame, stem: str, draw: Callable[[pd.DataFrame, str, str], tuple[str, Figure]]
+) -> list[Drawn]:
+    """One figure per (dataset, model) pair of `frame`, named `stem_dataset_model`: `draw(rows, dataset,
+    model)` returns its description and figure."""
+    drawn = []
+    for dataset, model in _pairs(frame) if len(frame) else []:
+        description, figure = draw(_rows(frame, dataset, model), dataset, model)
+        drawn.append(Drawn(f"{stem}_{dataset}_{model}", description, figure))
+    return drawn
+
+
+def finish(figure: Figure, axes: list[Axes], title: str, note: str) -> Figure:
+    """One legend below the panels and a title that says what the lines and bands are."""
+    shared_legend(figure, axes)
+    titled(figure, title, note)
+    return figure
+
+
 def titled(figure: Figure, title: str, note: str) -> None:
     figure.suptitle(f"{title}\n{note}", fontsize=8)
 
@@ -197,25 +216,18 @@ def _layer_columns(layers: pd.DataFrame) -> list[str]:
 def layer_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     layers = data.main(data.layers) if len(data.layers) else data.layers
     columns = _layer_columns(layers) if len(layers) else []
-    drawn = []
-    for dataset, model in _pairs(layers) if columns else []:
-        part = _rows(layers, dataset, model)
+
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, len(columns))
         for axis, column in zip(axes, columns, strict=True):
             draw_lines(axis, part, "layer_index", column, styles)
             axis.set_xlabel("layer index (regularised layers, network order)")
             axis.set_ylabel(column.replace("_", " "))
-        shared_legend(figure, axes)
-        titled(figure, f"{dataset} / {model}", seeds_note(part))
-        drawn.append(
-            Drawn(
-                f"orthogonality_layers_{dataset}_{model}",
-                f"Per-layer near-orthogonality ({', '.join(columns)}) on {dataset}/{model}, one line per regulariser.",
-                figure,
-            )
-        )
-    return drawn
+        description = f"Per-layer near-orthogonality ({', '.join(columns)}) on {dataset}/{model}, one line per regulariser."
+        return description, finish(figure, axes, f"{dataset} / {model}", seeds_note(part))
+
+    return per_pair(layers if columns else layers.iloc[:0], "orthogonality_layers", draw)
 
 
 def representative_layer(state: Mapping) -> str | None:
@@ -312,27 +324,21 @@ def _match_layer(layers: list[str], preferred: str | None) -> str:
 def spectra_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     spectra = data.main(data.spectra) if len(data.spectra) else data.spectra
     preferred = {pair: layer for pair, (layer, _) in chosen_layers(data).items()} if len(spectra) else {}
-    drawn = []
-    for dataset, model in _pairs(spectra) if len(spectra) else []:
-        part = _rows(spectra, dataset, model)
+
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         layer = _match_layer(list(dict.fromkeys(part["layer"])), preferred.get((dataset, model)))
         part = part[part["layer"] == layer]
-        styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, 1)
-        draw_lines(axes[0], part, "index", "singular_value", styles)
+        draw_lines(axes[0], part, "index", "singular_value", regularizer_styles(part["regularizer"]))
         axes[0].axhline(1.0, color="0.3", linewidth=0.8)
         axes[0].set_xlabel("index (descending)")
         axes[0].set_ylabel("singular value of W")
-        shared_legend(figure, axes)
-        titled(figure, f"{dataset} / {model}: {layer}", seeds_note(part))
-        drawn.append(
-            Drawn(
-                f"spectra_{dataset}_{model}",
-                f"Singular values of layer {layer} per regulariser on {dataset}/{model} (1 = orthogonal).",
-                figure,
-            )
+        description = (
+            f"Singular values of layer {layer} per regulariser on {dataset}/{model} (1 = orthogonal)."
         )
-    return drawn
+        return description, finish(figure, axes, f"{dataset} / {model}: {layer}", seeds_note(part))
+
+    return per_pair(spectra, "spectra", draw)
 
 
 @register_figure(
@@ -343,10 +349,14 @@ def spectra_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
 )
 def eps_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     adversarial = adversarial_per_seed(data)
-    attacks = adversarial[adversarial["label"] != "clean"] if len(adversarial) else adversarial
-    drawn = []
-    for dataset, model in _pairs(attacks) if len(attacks) else []:
-        part = _rows(adversarial, dataset, model)
+    attacked = (
+        adversarial["label"]
+        .ne("clean")
+        .groupby([adversarial["dataset"], adversarial["model"]])
+        .transform("any")
+    )
+
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         labels = sorted(set(part["label"]) - {"clean"}, key=attack_order)
         styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, len(labels), sharey=True)
@@ -356,19 +366,14 @@ def eps_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
             axis.set_xlabel("eps (x 1/255, L-inf)")
             axis.set_ylabel("accuracy (%)")
             axis.set_title(label)
-        shared_legend(figure, axes)
         images = int(part["n"].max()) if "n" in part and part["n"].notna().any() else None
-        titled(
-            figure, f"{dataset} / {model}" + (f", {images} test images" if images else ""), seeds_note(part)
-        )
-        drawn.append(
-            Drawn(
-                f"robustness_eps_{dataset}_{model}",
-                f"Accuracy against attack strength eps per regulariser on {dataset}/{model} ({', '.join(labels)}).",
-                figure,
-            )
-        )
-    return drawn
+        title = f"{dataset} / {model}" + (f", {images} test images" if images else "")
+        description = f"Accuracy against attack strength eps per regulariser on {dataset}/{model} ({', '.join(labels)})."
+        return description, finish(figure, axes, title, seeds_note(part))
+
+    return per_pair(
+        adversarial[attacked.astype(bool)] if len(adversarial) else adversarial, "robustness_eps", draw
+    )
 
 
 @register_figure(
@@ -380,12 +385,9 @@ def eps_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
 def severity_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     per_seed = corruption_per_seed(data)
     per_seed = per_seed[per_seed["severity"] != "all"] if len(per_seed) else per_seed
-    if per_seed.empty:
-        return []
     per_seed = per_seed.assign(severity=per_seed["severity"].astype(int))
-    drawn = []
-    for dataset, model in _pairs(per_seed):
-        part = _rows(per_seed, dataset, model)
+
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         sources = [s for s in SOURCE_LABEL if s in set(part["source"])]
         styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, len(sources), sharey=True)
@@ -395,17 +397,13 @@ def severity_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
             axis.set_xlabel("corruption severity")
             axis.set_ylabel("mean accuracy over corruptions (%)")
             axis.set_title(SOURCE_LABEL[source])
-        shared_legend(figure, axes)
-        titled(figure, f"{dataset} / {model}", seeds_note(part))
-        drawn.append(
-            Drawn(
-                f"robustness_severity_{dataset}_{model}",
-                f"Corruption accuracy by severity per regulariser on {dataset}/{model} "
-                f"({' and '.join(SOURCE_LABEL[s] for s in sources)}, kept apart).",
-                figure,
-            )
+        description = (
+            f"Corruption accuracy by severity per regulariser on {dataset}/{model} "
+            f"({' and '.join(SOURCE_LABEL[s] for s in sources)}, kept apart)."
         )
-    return drawn
+        return description, finish(figure, axes, f"{dataset} / {model}", seeds_note(part))
+
+    return per_pair(per_seed, "robustness_severity", draw)
 
 
 @register_figure(
@@ -416,9 +414,8 @@ def severity_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
 )
 def training_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     history = data.main(data.history) if len(data.history) else data.history
-    drawn = []
-    for dataset, model in _pairs(history) if len(history) else []:
-        part = _rows(history, dataset, model)
+
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         penalties = part[part["regularizer"] != REFERENCE]
         styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, 2 if len(penalties) else 1)
@@ -432,16 +429,10 @@ def training_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
             if (penalties["reg_value"] > 0).all():
                 axes[1].set_yscale("log")
             axes[1].set_ylabel("penalty value (reg_value)")
-        shared_legend(figure, axes)
-        titled(figure, f"{dataset} / {model}", seeds_note(part))
-        drawn.append(
-            Drawn(
-                f"training_curves_{dataset}_{model}",
-                f"Test accuracy and penalty value per epoch per regulariser on {dataset}/{model}.",
-                figure,
-            )
-        )
-    return drawn
+        description = f"Test accuracy and penalty value per epoch per regulariser on {dataset}/{model}."
+        return description, finish(figure, axes, f"{dataset} / {model}", seeds_note(part))
+
+    return per_pair(history, "training_curves", draw)
 
 
 @register_figure(
@@ -451,51 +442,46 @@ def training_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
     per_pair=True,
 )
 def ablation_figures(data: RunData, tables: Mapping[str, Table]) -> list[Drawn]:
-    runs = ablation_points(data)
-    drawn = []
-    for dataset, model in _pairs(runs) if len(runs) else []:
-        part = _rows(runs, dataset, model)
+    def draw(part: pd.DataFrame, dataset: str, model: str) -> tuple[str, Figure]:
         params = sorted(set(part["ablation_param"]))
         styles = regularizer_styles(part["regularizer"])
         figure, axes = new_figure(1, len(params))
         for axis, param in zip(axes, params, strict=True):
-            curve = part[part["ablation_param"] == param]
-            values = sorted(set(curve["ablation_value"]), key=value_order)
-            categorical = any(isinstance(value, str) for value in values)
-            x = (
-                curve["ablation_value"].map(values.index)
-                if categorical
-                else curve["ablation_value"].astype(float)
-            )
-            curve = curve.assign(position=x)
-            draw_lines(axis, curve, "position", "test_accuracy_pct", styles)
-            main = curve[curve["source"] == "main grid"]
-            if len(main):
-                axis.plot(
-                    main["position"],
-                    main["test_accuracy_pct"],
-                    linestyle="none",
-                    marker="*",
-                    color="0.2",
-                    markersize=7,
-                    label="main-grid runs",
-                )
-            if categorical:
-                axis.set_xticks(range(len(values)), values)
-            elif min(values) > 0 and max(values) / min(values) >= 100:
-                axis.set_xscale("log")
+            draw_ablation(axis, part[part["ablation_param"] == param], styles)
             axis.set_xlabel(param)
             axis.set_ylabel("test accuracy (%)")
-        shared_legend(figure, axes)
-        titled(figure, f"{dataset} / {model}: ablations", seeds_note(part) + "; stars: the main grid's runs")
-        drawn.append(
-            Drawn(
-                f"ablation_{dataset}_{model}",
-                f"Test accuracy against {', '.join(params)} per regulariser on {dataset}/{model}.",
-                figure,
-            )
+        description = f"Test accuracy against {', '.join(params)} per regulariser on {dataset}/{model}."
+        note = seeds_note(part) + "; stars: the main grid's runs"
+        return description, finish(figure, axes, f"{dataset} / {model}: ablations", note)
+
+    return per_pair(ablation_points(data), "ablation", draw)
+
+
+def draw_ablation(axis: Axes, curve: pd.DataFrame, styles: dict[str, dict]) -> None:
+    """Accuracy against one parameter's values (numbers on their axis, rule names as categories), the
+    main grid's runs as stars."""
+    values = sorted(set(curve["ablation_value"]), key=value_order)
+    categorical = any(isinstance(value, str) for value in values)
+    positions = (
+        curve["ablation_value"].map(values.index) if categorical else curve["ablation_value"].astype(float)
+    )
+    curve = curve.assign(position=positions)
+    draw_lines(axis, curve, "position", "test_accuracy_pct", styles)
+    main = curve[curve["source"] == "main grid"]
+    if len(main):
+        axis.plot(
+            main["position"],
+            main["test_accuracy_pct"],
+            linestyle="none",
+            marker="*",
+            color="0.2",
+            markersize=7,
+            label="main-grid runs",
         )
-    return drawn
+    if categorical:
+        axis.set_xticks(range(len(values)), values)
+    elif min(values) > 0 and max(values) / min(values) >= 100:
+        axis.set_xscale("log")
 
 
 @register_figure(
