@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import orthoreg
-from orthoreg.regularizers import relaxation_k, welch_bound
+from orthoreg.regularizers import regularized_layers, relaxation_k, welch_bound
 
 # (name of the case, weight shape, stride): wide, tall, square, 1x1, linear, stride-2
 SHAPES = [
@@ -348,6 +348,19 @@ def test_penalty_stays_float32_under_autocast():
         value = reg(0.0)
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, orthoreg.model_penalty("dn_strict", model))
+
+
+@pytest.mark.parametrize("name", [name for name in orthoreg.available_regularizers() if name != "none"])
+def test_penalty_gradient_stays_float32_when_backward_runs_under_autocast(name):
+    """A user's backward inside the autocast region must not turn the analytic backward into bf16."""
+    model = MixedNet()
+    weights = [layer.weight for layer in regularized_layers(model)]
+    outside = torch.autograd.grad(orthoreg.model_penalty(name, model), weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = torch.autograd.grad(orthoreg.model_penalty(name, model), weights)
+    for got, expected in zip(inside, outside, strict=True):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_available_regularizers_lists_every_name_with_a_description():

@@ -35,8 +35,10 @@ class _GramPenalty(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_values: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         matrices, gradient = ctx.saved_tensors
-        symmetric = (gradient + gradient.transpose(1, 2)) * grad_values[:, None, None]
-        grad = symmetric @ matrices if ctx.filter_side else matrices @ symmetric
+        # a backward called inside the caller's autocast region would otherwise run this matmul in bf16
+        with torch.autocast(matrices.device.type, enabled=False):
+            symmetric = (gradient + gradient.transpose(1, 2)) * grad_values[:, None, None]
+            grad = symmetric @ matrices if ctx.filter_side else matrices @ symmetric
         return grad, None, None
 
 
