@@ -8,6 +8,7 @@ import copy
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -60,12 +61,20 @@ class Classifier(pl.LightningModule):
 
 
 def fit(
-    net: nn.Module, callbacks: list[pl.Callback], steps: int, accumulate: int = 1, **trainer_options
+    net: nn.Module,
+    callbacks: list[pl.Callback],
+    *,
+    steps: int = -1,
+    epochs: int | None = None,
+    accumulate: int = 1,
+    ckpt_path: Path | None = None,
+    **trainer_options,
 ) -> pl.Trainer:
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
         max_steps=steps,
+        max_epochs=epochs,
         accumulate_grad_batches=accumulate,
         callbacks=callbacks,
         logger=False,
@@ -74,7 +83,8 @@ def fit(
         enable_model_summary=False,
         **trainer_options,
     )
-    trainer.fit(Classifier(net), DataLoader(dataset(), batch_size=BATCH, shuffle=False))
+    loader = DataLoader(dataset(), batch_size=BATCH, shuffle=False)
+    trainer.fit(Classifier(net), loader, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -130,7 +140,7 @@ def test_callback_trains_as_the_loop_that_adds_the_penalty_to_the_loss(
     net = tiny_cnn()
     expected, without = copy.deepcopy(net), copy.deepcopy(net)
     callback = OrthogonalityCallback(name, lam, schedule=schedule, module=module, **options)
-    trainer = fit(net, [callback], steps, accumulate)
+    trainer = fit(net, [callback], steps=steps, accumulate=accumulate)
 
     hand_loop(
         expected,
@@ -152,7 +162,13 @@ def test_callback_scales_the_penalty_gradient_with_the_fp16_grad_scaler():
     net = tiny_cnn()
     expected = copy.deepcopy(net)
     precision = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**10))
-    fit(net, [OrthogonalityCallback("dn_strict", lam, module="net")], steps, accumulate, plugins=[precision])
+    fit(
+        net,
+        [OrthogonalityCallback("dn_strict", lam, module="net")],
+        steps=steps,
+        accumulate=accumulate,
+        plugins=[precision],
+    )
 
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     hand_loop(
@@ -163,7 +179,9 @@ def test_callback_scales_the_penalty_gradient_with_the_fp16_grad_scaler():
 
 def test_fit_resumed_from_a_lightning_checkpoint_equals_the_uninterrupted_fit(tmp_path):
     """Two callbacks (SRIP's vectors; dn_relaxed calibrated by rank) keep their own state in the
-    checkpoint: the resumed fit gets no calibration inputs, so it must have the calibrated k back."""
+    checkpoint: the resumed fit gets no calibration inputs, so it must have the calibrated k back.
+    Checkpointed at an epoch's end, where Lightning itself resumes exactly (after a max_steps stop
+    inside an epoch it replays a batch)."""
     calibration = dataset().tensors[0][:8]
 
     def callbacks(calibrate: bool) -> list[pl.Callback]:
@@ -178,27 +196,14 @@ def test_fit_resumed_from_a_lightning_checkpoint_equals_the_uninterrupted_fit(tm
             ),
         ]
 
-    uninterrupted, first = tiny_cnn(), tiny_cnn()
+    uninterrupted, first, resumed = tiny_cnn(), tiny_cnn(), tiny_cnn()
     straight = callbacks(calibrate=True)
-    fit(uninterrupted, straight, steps=2 * BATCHES)
-
-    trainer = fit(first, callbacks(calibrate=True), steps=BATCHES)  # stops at the end of the first epoch
-    trainer.save_checkpoint(tmp_path / "half.ckpt")
-    resumed = tiny_cnn()
+    fit(uninterrupted, straight, epochs=2)
+    trainer = fit(first, callbacks(calibrate=True), epochs=1)
+    trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
     torch.nn.init.zeros_(resumed[0].weight)  # the checkpoint, not the initialisation, must decide
     again = callbacks(calibrate=False)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=2 * BATCHES,
-        callbacks=again,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(
-        Classifier(resumed), DataLoader(dataset(), batch_size=BATCH), ckpt_path=tmp_path / "half.ckpt"
-    )
+    fit(resumed, again, epochs=2, ckpt_path=tmp_path / "epoch1.ckpt")
 
     assert_same_weights(resumed, uninterrupted)
     for before, after in zip(straight, again):

@@ -950,7 +950,11 @@ def test_the_readme_lists_exactly_the_registered_tables():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("The tables (") : readme.index("## Configuration")]
-    listed = {name for line in re.findall(r"^- (.*?):", section, re.MULTILINE) for name in re.findall(r"`(\w+)`", line)}
+    listed = {
+        name
+        for line in re.findall(r"^- (.*?):", section, re.MULTILINE)
+        for name in re.findall(r"`(\w+)`", line)
+    }
     assert listed == set(TABLES)
 
 

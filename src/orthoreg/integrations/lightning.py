@@ -19,7 +19,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from orthoreg.regularizers import OrthogonalityRegularizer, Selector
+from orthoreg.regularizers import OrthogonalityRegularizer
+from orthoreg.regularizers.layers import SELECTION
 from orthoreg.regularizers.registry import resolve_options
 from orthoreg.regularizers.schedule import check_schedule
 
@@ -30,9 +31,9 @@ class OrthogonalityCallback(pl.Callback):
     """Adds `lam(progress) * penalty` of `name` to the training loss of a LightningModule, by gradient.
 
     `module`: the dotted name of the LightningModule's submodule to regularise (default: the whole
-    LightningModule). The selection and `options` are those of `OrthogonalityRegularizer`, which is
-    built when fit starts (as `self.regularizer`); the name, options and schedule are checked now, lam
-    and the selection against the model then. progress = trainer.global_step /
+    LightningModule). `arguments` are `OrthogonalityRegularizer`'s (schedule, the layer selection, the
+    penalty's options); it is built when fit starts (as `self.regularizer`). The name, schedule and
+    options are checked now, lam and the selection against the model then. progress = trainer.global_step /
     trainer.estimated_stepping_batches. `calibration`: the inputs a data-driven relaxation
     (dn_relaxed with relaxation='rank') is calibrated on before the first step, through the
     regularised module. The unscaled penalty is logged as `log_key` (None: not logged). SRIP's vectors
@@ -47,29 +48,15 @@ class OrthogonalityCallback(pl.Callback):
         name: str,
         lam: float,
         *,
-        schedule: str = "constant",
         module: str | None = None,
         calibration: torch.Tensor | None = None,
         log_key: str | None = LOG_KEY,
-        include_linear: bool = False,
-        skip_stem: bool = False,
-        skip_classifier: bool = False,
-        select: Selector | None = None,
-        exclude: Selector | None = None,
-        **options: Any,
+        **arguments: Any,
     ) -> None:
-        resolve_options(name, options)
-        check_schedule(schedule)
-        self.name, self.lam, self.schedule, self.module = name, lam, schedule, module
+        check_schedule(arguments.get("schedule", "constant"))
+        resolve_options(name, {k: v for k, v in arguments.items() if k not in ("schedule", *SELECTION)})
+        self.name, self.lam, self.module, self.arguments = name, lam, module, arguments
         self.calibration, self.log_key = calibration, log_key
-        self.selection: dict[str, Any] = {
-            "include_linear": include_linear,
-            "skip_stem": skip_stem,
-            "skip_classifier": skip_classifier,
-            "select": select,
-            "exclude": exclude,
-        }
-        self.options = options
         self.regularizer: OrthogonalityRegularizer | None = None
         self.total_steps: float = math.inf
         # a checkpoint's state that arrived before the regulariser was built (see load_state_dict)
@@ -102,9 +89,7 @@ class OrthogonalityCallback(pl.Callback):
             )
         module = self.target(pl_module)
         if self.regularizer is None or self.regularizer.model is not module:
-            self.regularizer = OrthogonalityRegularizer(
-                module, self.name, self.lam, schedule=self.schedule, **self.selection, **self.options
-            )
+            self.regularizer = OrthogonalityRegularizer(module, self.name, self.lam, **self.arguments)
         if self.restored is not None:
             self.regularizer.load_state_dict(self.restored)
             self.restored = None
@@ -113,13 +98,13 @@ class OrthogonalityCallback(pl.Callback):
         """Fix the training length, and calibrate here, where every strategy has loaded the checkpoint
         (a resumed fit keeps the k it was calibrated with)."""
         total = trainer.estimated_stepping_batches
-        if not math.isfinite(total) and self.schedule != "constant":
+        regularizer = self.built()
+        if not math.isfinite(total) and regularizer.schedule != "constant":
             raise ValueError(
-                f"schedule {self.schedule!r} needs the training length, and this fit has none (max_steps "
+                f"schedule {regularizer.schedule!r} needs the training length, and this fit has none (max_steps "
                 f"and max_epochs are -1): set one, or use schedule='constant'"
             )
         self.total_steps = total
-        regularizer = self.built()
         if regularizer.needs_calibration:
             if self.calibration is None:
                 raise ValueError(

@@ -14,6 +14,7 @@ decay towards 1. Transposed convolutions are not regularised.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -98,6 +99,11 @@ def regularized_layers(
     dropped = {convolutions[0]} if skip_stem and convolutions else set()
     dropped |= {linears[-1]} if skip_classifier and linears else set()
     return [layer for index, layer in enumerate(layers) if index not in dropped]
+
+
+# the keyword arguments that choose layers, shared by model_penalty, OrthogonalityRegularizer and
+# layer_metrics: those of regularized_layers after the model
+SELECTION = tuple(inspect.signature(regularized_layers).parameters)[1:]
 
 
 def filter_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
