@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthoreg.regularizers.layers import Layer, Selector, filter_blocks, kernel_blocks, regularized_layers
+from orthoreg.regularizers.layers import Layer, Selector, kernel_blocks, regularized_layers
 from orthoreg.regularizers.registry import Group, RegularizerSpec, get_spec, resolve_options
 
 LayerOptions = Mapping[str, Mapping[str, Any]]
@@ -37,10 +37,11 @@ def _check_kernel_rank(spec: RegularizerSpec, weight: torch.Tensor, where: str) 
 
 
 def _group(weights: list[torch.Tensor], groups: int, stride: tuple[int, ...], state: dict | None) -> Group:
+    """One copy of the group's blocks: the filter rows are a view of the stacked kernels."""
     kernels = torch.cat([kernel_blocks(weight, groups) for weight in weights]).float()
+    matrices = kernels.flatten(2)
     if kernels.dim() == 3:  # a Linear is a 1x1 convolution to the kernel-reading penalties
         kernels = kernels[..., None, None]
-    matrices = torch.cat([filter_blocks(weight, groups) for weight in weights]).float()
     return Group(matrices, kernels, stride or (1, 1), state)
 
 
@@ -109,9 +110,10 @@ def selected_groups(
             f"model {type(model).__name__} has no layer to regularise (convolutions{linear}, depthwise ones "
             f"excepted, narrowed by select={selection.get('select')!r} and exclude={selection.get('exclude')!r})"
         )
-    for layers in groups:
-        for layer in layers:
-            _check_kernel_rank(spec, layer.weight, f"layer {layer.name!r}")
+    if spec.needs_kernel:
+        for layers in groups:
+            for layer in layers:
+                _check_kernel_rank(spec, layer.weight, f"layer {layer.name!r}")
     return groups
 
 

@@ -106,8 +106,9 @@ def regularized_layers(
 SELECTION = tuple(inspect.signature(regularized_layers).parameters)[1:]
 
 
-def filter_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """A weight (o, i/g, *k) as its `groups` blocks of filter rows: [g, o/g, (i/g) * prod(k)]."""
+def kernel_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """A weight (o, i/g, *k) as its `groups` blocks of kernels: [g, o/g, i/g, *k] (a Linear's weight
+    gets no spatial dimensions)."""
     if not 2 <= weight.dim() <= 5:
         raise ValueError(
             f"weight must have rank 2 (out, in) or 3-5 (out, in, *kernel), got rank {weight.dim()} "
@@ -115,12 +116,12 @@ def filter_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
         )
     if weight.shape[0] % groups:
         raise ValueError(f"{weight.shape[0]} filters cannot be split into {groups} groups")
-    return weight.reshape(groups, weight.shape[0] // groups, -1)
-
-
-def kernel_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """The blocks as kernels [g, o/g, i/g, *k] (a Linear's weight gets no spatial dimensions)."""
     return weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+
+
+def filter_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The blocks as filter rows: [g, o/g, (i/g) * prod(k)]."""
+    return kernel_blocks(weight, groups).flatten(2)
 
 
 def block_diagonal(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:

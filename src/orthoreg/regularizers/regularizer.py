@@ -64,9 +64,12 @@ class OrthogonalityRegularizer:
         self.last_penalty: torch.Tensor | None = None
         if name != "none":  # refuse an empty selection or a layer the penalty is not defined for, now
             selected_groups(name, model, self.selection)
+        # found once, as model_penalty's groups are: a callback reading them every step walks no modules
+        self._layers = regularized_layers(model, **self.selection)
 
     def layers(self) -> list[Layer]:
-        return regularized_layers(self.model, **self.selection)
+        """The regularised layers, in module order."""
+        return list(self._layers)
 
     @property
     def needs_calibration(self) -> bool:

@@ -128,9 +128,8 @@ def measure_ranks(
 
     def capture(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            captured.setdefault(
-                name, args[0].detach()
-            )  # a hook that returned a value would replace the output
+            # returns None: a hook that returned a value would replace the layer's output
+            captured.setdefault(name, args[0].detach())
 
         return hook
 
