@@ -258,6 +258,47 @@ def test_apt_installs_debians_package_when_allowed_and_says_so(
     assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
 
 
+FAKE_APT_INSTALLED = """#!/bin/sh
+echo "$@" >> "{calls}"
+if [ "$2" = --reinstall ]; then mkdir -p "{debian}" && cp "{files}"/* "{debian}"; fi
+"""
+
+
+def test_an_installed_package_whose_folder_was_removed_is_reinstalled(tmp_path, bare_machine, monkeypatch):
+    """The package is installed but its folder was deleted or moved aside: a plain install exits 0 and
+    restores nothing (apt: "already the newest version"), so the package is reinstalled."""
+    tools, calls = tmp_path / "bin", tmp_path / "apt-calls"
+    tools.mkdir()
+    script = FAKE_APT_INSTALLED.format(calls=calls, debian=fashion_mnist.DEBIAN_DIR, files=bare_machine)
+    (tools / "apt-get").write_text(script)
+    (tools / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    assert calls.read_text().splitlines() == [
+        "install -y -q dataset-fashion-mnist",
+        "install --reinstall -y -q dataset-fashion-mnist",
+    ]
+    assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
+
+
+def test_apt_that_restores_nothing_is_named_in_the_error(tmp_path, bare_machine, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    (tools / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    with pytest.raises(RuntimeError) as raised:
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    message = str(raised.value)
+    assert (
+        "apt-get: `apt-get install --reinstall -y -q dataset-fashion-mnist` succeeded but "
+        f"{fashion_mnist.DEBIAN_DIR} still lacks the files"
+    ) in message
+    assert "sudo apt-get install --reinstall dataset-fashion-mnist" in message
+
+
 def test_an_existing_copy_wins_and_apt_is_not_touched(tmp_path, bare_machine, monkeypatch):
     def forbidden():
         raise AssertionError("apt-get must not run when a copy exists")

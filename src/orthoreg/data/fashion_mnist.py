@@ -4,7 +4,7 @@ The files are looked for, then fetched, in this order, the first that works winn
 1. an existing copy: the folder named by $ORTHOREG_FASHION_MNIST_DIR, Debian's
    /usr/share/datasets/fashion-mnist, or an earlier download under data/fashion_mnist/download/;
 2. Debian's package `dataset-fashion-mnist`, installed with apt-get when this user is root or has
-   password-less sudo (announced on stderr first);
+   password-less sudo (announced on stderr first), or reinstalled when its folder was removed;
 3. the upstream files torchvision downloads, MD5-checked.
 When all fail, one error names every remedy with its command. Whatever the source, the content of
 each decompressed file is checked against the official SHA-256 (Debian recompresses the .gz files, so
@@ -92,7 +92,8 @@ def apt_prefix() -> list[str] | None:
 
 def install_debian_package() -> str | None:
     """Install Debian's package with apt-get (refreshing the package lists once if the first attempt
-    fails); None when it worked, else why not."""
+    fails, and reinstalling it when it is installed but its folder was deleted or moved, where a plain
+    install does nothing); None when the files are there afterwards, else why not."""
     prefix = apt_prefix()
     if prefix is None:
         return "not root and no password-less sudo (or no apt-get)"
@@ -103,12 +104,23 @@ def install_debian_package() -> str | None:
         flush=True,
     )
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    attempts = ([install], [[*prefix, "apt-get", "update", "-q"], install])
-    for commands in attempts:
-        results = [subprocess.run(c, stdout=sys.stderr, env=environment, check=False) for c in commands]
-        if results[-1].returncode == 0 and holds_files(DEBIAN_DIR):
-            return None
-    return f"`{' '.join(install)}` failed (exit status {results[-1].returncode})"
+
+    def run(command: list[str]) -> int:
+        return subprocess.run(command, stdout=sys.stderr, env=environment, check=False).returncode
+
+    last = install
+    status = run(install)
+    if status != 0:  # package lists too old to know the package: refresh them once
+        run([*prefix, "apt-get", "update", "-q"])
+        status = run(install)
+    if status == 0 and not holds_files(DEBIAN_DIR):
+        last = [*prefix, "apt-get", "install", "--reinstall", "-y", "-q", DEBIAN_PACKAGE]
+        status = run(last)
+    if status != 0:
+        return f"`{' '.join(last)}` failed (exit status {status})"
+    if not holds_files(DEBIAN_DIR):
+        return f"`{' '.join(last)}` succeeded but {DEBIAN_DIR} still lacks the files"
+    return None
 
 
 def download_upstream(folder: Path) -> Path:
@@ -124,6 +136,7 @@ def remedies(directory: Path) -> str:
     return (
         "Any one of these fixes it, then rerun the same command:\n"
         f"  - install Debian's package:    sudo apt-get install {DEBIAN_PACKAGE}\n"
+        f"    (installed, but its folder was removed: sudo apt-get install --reinstall {DEBIAN_PACKAGE})\n"
         f"  - use a copy of the files ({names}) in a folder of your own:\n"
         f"        export {VARIABLE}=/path/to/that/folder\n"
         f"  - download them where there is internet and copy them to {directory / DOWNLOAD_FOLDER}:\n"
