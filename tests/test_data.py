@@ -9,7 +9,9 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +314,99 @@ def test_an_existing_copy_wins_and_apt_is_not_touched(tmp_path, bare_machine, mo
     assert torch.equal(prepared_images(tmp_path / "debian-data"), prepared_images(tmp_path / "variable-data"))
 
 
+# ---------------------------------------------------------------- a damaged source file: one line naming it
+
+
+def flip_a_bit(path: Path) -> None:
+    """Flip one bit of the first deflate byte (right after gzip's 10-byte header): its block type."""
+    content = bytearray(path.read_bytes())
+    content[10] ^= 0b10
+    path.write_bytes(bytes(content))
+
+
+def refusal(path: Path) -> str:
+    """What gzip says about `path`, which must not decompress."""
+    with pytest.raises((zlib.error, EOFError, OSError)) as raised:
+        gzip.decompress(path.read_bytes())
+    return str(raised.value)
+
+
+def prepare_error(name: str, root: Path, capfd) -> str:
+    """The one line `orthoreg prepare-data` prints on stderr for a failure (exit status 2)."""
+    assert orthoreg_main(["prepare-data", "--dataset", name, "--data-dir", str(root)]) == 2
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def checksum_line(damaged: Path, gzip_says: str, remedy: str) -> str:
+    name = damaged.name
+    return (
+        f"orthoreg prepare-data: error: checksum mismatch for {damaged}: MD5"
+        f" {hashlib.md5(damaged.read_bytes()).hexdigest()}, expected {fashion_mnist.UPSTREAM_MD5[name]}"
+        f" (upstream's file) or {fashion_mnist.DEBIAN_MD5[name]} (Debian's); the file is corrupt or"
+        f" truncated ({gzip_says}); {remedy}"
+    )
+
+
+@pytest.mark.parametrize("damage", ["flipped bit", "truncated"])
+@pytest.mark.parametrize("where", ["variable", "debian", "download"])
+def test_a_damaged_source_gz_is_one_line_naming_it_and_its_remedy(
+    tmp_path, bare_machine, monkeypatch, capfd, where, damage
+):
+    root = tmp_path / "data"
+    folder = {
+        "variable": tmp_path / "mine",
+        "debian": fashion_mnist.DEBIAN_DIR,
+        "download": root / "fashion_mnist" / "download",
+    }[where]
+    shutil.copytree(bare_machine, folder)
+    if where == "variable":
+        monkeypatch.setenv(fashion_mnist.VARIABLE, str(folder))
+    damaged = folder / "train-labels-idx1-ubyte.gz"
+    if damage == "flipped bit":
+        flip_a_bit(damaged)
+    else:
+        damaged.write_bytes(damaged.read_bytes()[:-20])
+    remedy = {
+        "variable": "put an intact copy there, or unset ORTHOREG_FASHION_MNIST_DIR",
+        "debian": "restore Debian's copy: sudo apt-get install --reinstall dataset-fashion-mnist",
+        "download": "delete it and rerun"
+        f" `orthoreg prepare-data --dataset fashion_mnist --data-dir {root}` to download it again",
+    }[where]
+    assert prepare_error("fashion_mnist", root, capfd) == checksum_line(damaged, refusal(damaged), remedy)
+    left = sorted(p.name for p in (root / "fashion_mnist").iterdir())
+    assert left == (["download"] if where == "download" else [])
+
+
+DEBIAN_COPY = fashion_mnist.DEBIAN_DIR  # the real one, whatever a test patches
+
+
+@pytest.mark.skipif(not fashion_mnist.holds_files(DEBIAN_COPY), reason="needs Debian's dataset-fashion-mnist")
+def test_a_flipped_bit_in_the_real_files_is_one_line_and_no_traceback(tmp_path):
+    for name, md5 in fashion_mnist.DEBIAN_MD5.items():  # Debian recompressed them: not upstream's bytes
+        assert hashlib.md5((DEBIAN_COPY / name).read_bytes()).hexdigest() == md5
+        assert md5 != fashion_mnist.UPSTREAM_MD5[name]
+    source = tmp_path / "source"
+    shutil.copytree(DEBIAN_COPY, source)
+    damaged = source / "t10k-labels-idx1-ubyte.gz"
+    flip_a_bit(damaged)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ORTHOREG_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "orthoreg", "prepare-data", "--dataset", "fashion_mnist"],
+        cwd=tmp_path,
+        env={**environment, fashion_mnist.VARIABLE: str(source)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    remedy = "put an intact copy there, or unset ORTHOREG_FASHION_MNIST_DIR"
+    expected = checksum_line(damaged, "Error -3 while decompressing data: invalid block type", remedy)
+    assert result.stderr.splitlines() == [expected]
+    assert list((tmp_path / "data" / "fashion_mnist").iterdir()) == []
+
+
 def test_apt_prefix_reflects_who_may_install(monkeypatch):
     monkeypatch.setattr(fashion_mnist.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(fashion_mnist.os, "geteuid", lambda: 0)
@@ -448,6 +543,37 @@ def test_corrupted_placed_archive_is_reported_and_kept(tmp_path, monkeypatch):
         data.prepare_dataset("cifar10", tmp_path / "data")
     assert placed.read_bytes() == truncated
     assert not (tmp_path / "data" / "cifar10" / "train.pt").exists()
+
+
+def test_a_truncated_archive_is_one_line_naming_it_and_the_command(tmp_path, monkeypatch, capfd):
+    placed = tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz"
+    placed.parent.mkdir(parents=True)
+    md5 = cifar_archive(placed, "cifar10", np.random.default_rng(8))
+    placed.write_bytes(placed.read_bytes()[: placed.stat().st_size // 2])
+    source = serve(monkeypatch, "cifar10", tmp_path / "served.tar.gz", md5)
+    assert prepare_error("cifar10", tmp_path / "data", capfd) == (
+        f"orthoreg prepare-data: error: checksum mismatch for {placed}: MD5"
+        f" {hashlib.md5(placed.read_bytes()).hexdigest()}, expected {md5}; the file is corrupt, truncated or"
+        f" not the official one: delete it and rerun `orthoreg prepare-data --dataset cifar10 --data-dir"
+        f" {tmp_path / 'data'}` to download it again from {source.url}"
+    )
+    assert [p.name for p in placed.parent.iterdir()] == [placed.name]
+
+
+def test_an_unreadable_archive_with_the_expected_md5_is_one_line(tmp_path, monkeypatch, capfd):
+    served = tmp_path / "served.tar.gz"
+    cifar_archive(served, "cifar10", np.random.default_rng(9))
+    served.write_bytes(
+        served.read_bytes()[: served.stat().st_size // 2]
+    )  # the registry holds this cut file's MD5
+    serve(monkeypatch, "cifar10", served, hashlib.md5(served.read_bytes()).hexdigest())
+    archive = tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz"
+    assert prepare_error("cifar10", tmp_path / "data", capfd) == (
+        f"orthoreg prepare-data: error: {archive} is corrupt or truncated (Compressed file ended before the"
+        " end-of-stream marker was reached): delete it and rerun"
+        f" `orthoreg prepare-data --dataset cifar10 --data-dir {tmp_path / 'data'}`"
+    )
+    assert not (tmp_path / "data" / "cifar10" / "prepared.json").exists()
 
 
 def test_archive_without_a_batch_names_the_member(tmp_path, monkeypatch):

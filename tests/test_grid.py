@@ -2,31 +2,36 @@
 
 import itertools
 import json
+import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from orthoreg import grid
+from orthoreg.config import recipe_digest
 
 ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
 def load(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+def update(base, new):
+    """Snakemake's merge of one config over another: nested dicts update, everything else replaces."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def merged(*names):
-    """Snakemake's merge of several config files: nested dicts update, everything else replaces."""
-
-    def update(base, new):
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
+    """Snakemake's merge of several config files."""
     config = {}
     for name in names:
         update(config, load(name))
@@ -56,14 +61,35 @@ def test_ablation_runs_vary_one_parameter_on_one_model():
     assert {r.ablation[0] for r in gamma} == {"gamma"}
     assert len(set(grid.all_runs(config))) == 432 + 30 + 12 + 24 + 3
     relaxation = grid.ablation_runs(config, "relaxation")
-    assert {run.path.split("/")[-2] for run in relaxation} == {"relaxation=rank"}
+    assert {run.path.split("/")[-3] for run in relaxation} == {"relaxation=rank"}
 
 
 def test_run_paths_are_distinct_and_readable():
-    run = grid.Run("cifar10", "resnet20", "dn_relaxed", 2)
-    assert run.path == "runs/cifar10/resnet20/dn_relaxed/seed2"
-    ablation = grid.Run("cifar100", "resnet56", "dn_relaxed", 0, ("rho", 0.25))
-    assert ablation.path == "ablations/rho/cifar100/resnet56/dn_relaxed/rho=0.25/seed0"
+    run = grid.Run("cifar10", "resnet20", "dn_relaxed", 2, recipe="0123abcd")
+    assert run.path == "runs/cifar10/resnet20/dn_relaxed/0123abcd/seed2"
+    ablation = grid.Run("cifar100", "resnet56", "dn_relaxed", 0, ("rho", 0.25), "89abcdef")
+    assert ablation.path == "ablations/rho/cifar100/resnet56/dn_relaxed/rho=0.25/89abcdef/seed0"
+    with pytest.raises(ValueError, match="no recipe digest"):
+        _ = grid.Run("cifar10", "resnet20", "dn_relaxed", 2).path
+
+
+def test_a_run_folder_names_its_recipe_so_configs_never_share_one():
+    """demo and ci train the same (dataset, model, regulariser, seed) with different recipes: their
+    folders differ; seeds of one recipe share its digest; a runtime-only setting changes nothing."""
+    demo, ci = load("demo.yaml"), load("ci.yaml")
+    demo_run = next(run for run in grid.main_runs(demo) if run.regularizer == "none" and run.seed == 0)
+    ci_run = next(run for run in grid.main_runs(ci) if run.regularizer == "none" and run.seed == 0)
+    assert demo_run.path.rsplit("/", 2)[0] == ci_run.path.rsplit("/", 2)[0]
+    assert demo_run.path != ci_run.path
+    assert len({run.recipe for run in grid.main_runs(demo) if run.regularizer == "none"}) == 1
+    assert demo_run.recipe == recipe_digest(grid.train_config(demo_run, demo))
+    faster = {**demo, "threads": 2, "train": {**demo["train"], "device": "auto"}}
+    assert grid.planned(demo_run, faster).recipe == demo_run.recipe
+    changed = {**demo, "train": {**demo["train"], "lr": 0.1}}
+    assert grid.planned(demo_run, changed).recipe != demo_run.recipe
+    explicit_default = {**demo, "regularization": {**demo["regularization"], "eps": 1e-8}}
+    relaxed = next(run for run in grid.main_runs(demo) if run.regularizer == "dn_relaxed")
+    assert grid.planned(relaxed, explicit_default).recipe == relaxed.recipe
 
 
 def test_train_arguments_carry_the_recipe_and_only_accepted_options():
@@ -113,6 +139,118 @@ def test_bad_config_names_the_key_and_what_is_accepted(change, message):
         grid.check_config_names(config)
 
 
+def _overrides(settings):
+    return {"regularization": {"overrides": settings}}
+
+
+def _ablation(param, regularizers, values):
+    return {"ablations": {param: {"regularizers": regularizers, "values": values}}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            _overrides({"dn_relaxed": {"rhoo": 0.3}}),
+            "unknown config key 'regularization.overrides.dn_relaxed.rhoo'; keys regulariser 'dn_relaxed' "
+            "takes: lambda, schedule, include_linear, skip_stem, calibration_images, eps, gamma, k, "
+            "relaxation, rho",
+            id="override-key-typo",
+        ),
+        pytest.param(
+            _overrides({"dn_strict": {"rho": 0.3}}),
+            "unknown config key 'regularization.overrides.dn_strict.rho'; keys regulariser 'dn_strict' takes: "
+            "lambda, schedule, include_linear, skip_stem, calibration_images, eps, gamma",
+            id="override-key-of-another-regulariser",
+        ),
+        pytest.param(
+            _overrides({"dn_relaxed": {"lambda": -1}}),
+            "config regularization.overrides.dn_relaxed.lambda: lambda must be a non-negative finite number, "
+            "got -1",
+            id="override-lambda-negative",
+        ),
+        pytest.param(
+            _overrides({"dn_relaxed": {"rho": float("nan")}}),
+            "config regularization.overrides.dn_relaxed.rho: rho must be in (0, 1], got nan",
+            id="override-rho-nan",
+        ),
+        pytest.param(
+            {"regularization": {"rho": float("nan")}},
+            "config regularization.rho for dn_relaxed: rho must be in (0, 1], got nan",
+            id="default-rho-nan",
+        ),
+        pytest.param(
+            _ablation("rho", ["dn_relaxed"], [0.25, 0]),
+            "config ablations.rho.values[1] for dn_relaxed: rho must be in (0, 1], got 0",
+            id="ablation-rho-0",
+        ),
+        pytest.param(
+            _ablation("rho", ["dn_relaxed"], [2]),
+            "config ablations.rho.values[0] for dn_relaxed: rho must be in (0, 1], got 2",
+            id="ablation-rho-2",
+        ),
+        pytest.param(
+            _ablation("lambda", ["dn_strict"], [float("nan")]),
+            "config ablations.lambda.values[0] for dn_strict: lambda must be a non-negative finite number, "
+            "got nan",
+            id="ablation-lambda-nan",
+        ),
+        pytest.param(
+            _ablation("relaxation", ["dn_relaxed"], ["rank", "bogus"]),
+            "config ablations.relaxation.values[1] for dn_relaxed: unknown relaxation 'bogus'; valid: rho, rank",
+            id="ablation-relaxation-unknown",
+        ),
+        pytest.param(
+            _ablation("gamma", ["dn_strict", "fro"], [1.0]),
+            "config ablations.gamma.regularizers: 'fro' does not take gamma, so its runs would not vary; "
+            "regularisers that take it: dn_relaxed, dn_strict, dn_welch",
+            id="ablation-gamma-on-fro",
+        ),
+        pytest.param(
+            {"ablations": {"seeds": []}},
+            "config ablations.seeds is empty: list at least one seed, leave the key out to use the main "
+            "grid's seeds, or set `ablations: null` to run no ablation",
+            id="ablation-seeds-empty",
+        ),
+        pytest.param(
+            _ablation("rho", ["dn_relaxed"], []),
+            "config ablations.rho.values is empty: list at least one, or set `ablations.rho: null` to skip "
+            "the rho ablation",
+            id="ablation-values-empty",
+        ),
+        pytest.param(
+            _ablation("rho", [], [0.25]),
+            "config ablations.rho.regularizers is empty: list at least one, or set `ablations.rho: null` to "
+            "skip the rho ablation",
+            id="ablation-regularizers-empty",
+        ),
+    ],
+)
+def test_bad_override_or_ablation_names_its_key_path_and_what_is_accepted(change, message):
+    config = update(merged("config.yaml", "ci.yaml"), change)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        grid.check_config_keys(config)
+        grid.check_config_names(config)
+
+
+def test_schema_types_each_override_as_the_regularization_defaults_and_refuses_empty_ablation_seeds():
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    config = merged("config.yaml", "ci.yaml")
+    good = update(merged("config.yaml", "ci.yaml"), _overrides({"dn_relaxed": {"rho": 0.3, "lambda": 0.01}}))
+    assert validator.is_valid(config) and validator.is_valid(good)
+    grid.check_config_keys(good)
+    grid.check_config_names(good)
+    for change in [
+        _overrides({"dn_relaxed": {"include_linear": "yes"}}),
+        _overrides({"srip": {"squared": "no"}}),
+        _overrides({"dn_relaxed": {"lambda": -1}}),
+        _overrides({"dn_relaxed": 0.3}),
+        {"ablations": {"seeds": []}},
+    ]:
+        bad = update(merged("config.yaml", "ci.yaml"), change)
+        assert not validator.is_valid(bad), change
+
+
 def test_expected_runs_file_lists_every_run(tmp_path):
     config = load("demo.yaml")
     runs = list(grid.all_runs(config).values())
@@ -120,5 +258,6 @@ def test_expected_runs_file_lists_every_run(tmp_path):
     grid.write_expected(runs, "results", str(target))
     records = json.loads(target.read_text())
     assert len(records) == len(runs)
-    assert records[0]["run_dir"] == "results/runs/fashion_mnist/resnet8/none/seed0"
+    assert records[0]["run_dir"] == f"results/runs/fashion_mnist/resnet8/none/{runs[0].recipe}/seed0"
+    assert records[0]["recipe"] == runs[0].recipe
     assert [path.name for path in target.parent.iterdir()] == ["demo.json"]

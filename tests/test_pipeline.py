@@ -1,6 +1,7 @@
 """The Snakemake pipeline, run for real: dry-run job counts of the paper grid, the reduced demo end to
 end on real Fashion-MNIST, idempotence, and config validation."""
 
+import json
 import os
 import re
 import subprocess
@@ -97,7 +98,8 @@ def test_reduced_demo_runs_end_to_end_and_leaves_tables_and_figures(tmp_path):
     pngs = list(figures.glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert all(p.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-" for p in pngs)
-    run = tmp_path / "results" / "runs" / "fashion_mnist" / "resnet8" / "dn_strict" / "seed1"
+    (run,) = (tmp_path / "results" / "runs" / "fashion_mnist" / "resnet8" / "dn_strict").glob("*/seed1")
+    assert json.loads((run / "run.json").read_text())["recipe"] == run.parent.name
     for name in ("model.pt", "history.csv", "run.json", "eval.json", "layers.csv", "robustness.json"):
         assert (run / name).is_file(), name
 

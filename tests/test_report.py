@@ -770,15 +770,18 @@ def report_parser() -> argparse.ArgumentParser:
 def test_cli_report(tmp_path, capsys):
     make_run(tmp_path / "results", "cifar10", "resnet20", "none", 0, 0.9, robustness=False)
     make_run(tmp_path / "results", "cifar10", "resnet20", "dn_strict", 0, 0.95, robustness=False)
+    # the grid names the two runs made above and an absent one; a run outside the grid is not read
+    make_run(tmp_path / "results" / "other_config", "cifar10", "resnet20", "none", 0, 0.1, robustness=False)
     expected = [
         {
             "dataset": "cifar10",
             "model": "resnet20",
-            "regularizer": "fro",
+            "regularizer": regularizer,
             "seed": 0,
             "ablation": None,
-            "run_dir": str(tmp_path / "results" / "runs" / "cifar10" / "resnet20" / "fro" / "seed0"),
+            "run_dir": str(tmp_path / "results" / "runs" / "cifar10" / "resnet20" / regularizer / "seed0"),
         }
+        for regularizer in ("none", "dn_strict", "fro")
     ]
     (tmp_path / "grid.json").write_text(json.dumps(expected))
     args = report_parser().parse_args(

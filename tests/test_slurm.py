@@ -1,6 +1,12 @@
 """The pipeline on a real SLURM through profiles/slurm (CI starts a single-node SLURM with
 `bash .ci/slurm/start.sh`: two GPU-like GRES devices, no real GPU).
 
+Opt-in only: the tests run when ORTHOREG_TEST_SLURM names the cluster they may submit to (the
+ClusterName of .ci/slurm/slurm.conf.in, `orthoreg-ci`, which `.ci/run` exports after starting its
+SLURM); unset, they are skipped without calling any SLURM command, so a login node's cluster never sees
+them. Once asked for, a cluster that does not answer, answers with another name or lacks two GPU GRES
+is a failure, not a skip.
+
 One Snakemake run of a reduced demo (config/ci.yaml with one seed, four epochs, every job asking for a
 GPU) is shared by the tests below. While it runs, the fixture records which jobs run at the same time
 (squeue) and scancels one train job once its first epoch is in history.csv. The tests then check that
@@ -23,42 +29,74 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orthoreg import grid
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROFILE = ROOT / "profiles" / "slurm"
-CANCELLED_RUN = "runs/fashion_mnist/resnet8/none/seed0"
 EPOCHS = 4
 LOCAL_RULES = {"all", "expected_runs"}
 GPU_RULES = {"train", "evaluate", "robustness"}
 DEMO_TIMEOUT_S = 900
+CLUSTER_VARIABLE = "ORTHOREG_TEST_SLURM"
+EXPECTED_CLUSTER = os.environ.get(CLUSTER_VARIABLE, "").strip()
+SLURM_COMMANDS = ("scontrol", "sinfo", "sbatch", "squeue", "scancel")
 
-
-def _slurm_unavailable() -> str | None:
-    """Why the SLURM tests cannot run here, or None when a controller with two GPU GRES answers."""
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "SLURM client (sinfo, sbatch) not installed; CI starts one with `bash .ci/slurm/start.sh`"
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=5)
-        nodes = subprocess.run(
-            ["sinfo", "-h", "-N", "-o", "%t %G"], capture_output=True, text=True, timeout=5
-        )
-    except subprocess.TimeoutExpired:
-        return "no SLURM controller answers within 5 s; start one with `bash .ci/slurm/start.sh`"
-    if "UP" not in ping.stdout:
-        reply = ping.stdout.strip() or ping.stderr.strip()
-        return f"no SLURM controller answers ({reply}); start one with `bash .ci/slurm/start.sh`"
-    usable = re.findall(r"^(?:idle|mix|alloc|comp)\S*\s+\S*gpu:(\d+)", nodes.stdout, re.MULTILINE)
-    if sum(int(count) for count in usable) < 2:
-        return f"the SLURM cluster offers fewer than 2 usable GPU GRES (sinfo: {nodes.stdout.strip()!r})"
-    return None
-
-
-UNAVAILABLE = _slurm_unavailable()
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
-    pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE)),
+    pytest.mark.skipif(
+        not EXPECTED_CLUSTER,
+        reason=f"submits a demo to SLURM, so runs only when asked: start the CI cluster with "
+        f"`sudo bash .ci/slurm/start.sh` and set {CLUSTER_VARIABLE}=orthoreg-ci (its ClusterName)",
+    ),
 ]
+
+
+def _slurm(*args: str) -> str:
+    """What a SLURM command printed (stdout, then stderr); a test failure if it hangs for 5 s."""
+    try:
+        result = subprocess.run(list(args), capture_output=True, text=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{' '.join(args)}` did not answer within 5 s ({CLUSTER_VARIABLE}={EXPECTED_CLUSTER})")
+    return result.stdout + result.stderr
+
+
+def _check_cluster() -> None:
+    """Fail unless the SLURM that answers is the one ORTHOREG_TEST_SLURM names, with two usable GPU GRES."""
+    missing = [command for command in SLURM_COMMANDS if shutil.which(command) is None]
+    if missing:
+        pytest.fail(
+            f"{CLUSTER_VARIABLE}={EXPECTED_CLUSTER} asks for the SLURM test, but the SLURM client lacks "
+            f"{', '.join(missing)}; `sudo bash .ci/slurm/start.sh` installs and starts one"
+        )
+    ping = _slurm("scontrol", "ping")
+    if re.search(r"\bUP\b", ping) is None:
+        pytest.fail(
+            f"{CLUSTER_VARIABLE}={EXPECTED_CLUSTER} asks for the SLURM test, but no SLURM controller "
+            f"answers (scontrol ping: {ping.strip()!r}); start it with `sudo bash .ci/slurm/start.sh`"
+        )
+    config = _slurm("scontrol", "show", "config")
+    match = re.search(r"^ClusterName\s*=\s*(\S+)", config, re.MULTILINE)
+    answering = match.group(1) if match else None
+    if answering != EXPECTED_CLUSTER:
+        pytest.fail(
+            f"the SLURM that answers is cluster {answering!r}, not {EXPECTED_CLUSTER!r} as "
+            f"{CLUSTER_VARIABLE} asks: refusing to submit jobs to it"
+        )
+    nodes = _slurm("sinfo", "-h", "-N", "-o", "%t %G")
+    usable = re.findall(r"^(?:idle|mix|alloc|comp)\S*\s+\S*gpu:(\d+)", nodes, re.MULTILINE)
+    if sum(int(count) for count in usable) < 2:
+        pytest.fail(
+            f"cluster {EXPECTED_CLUSTER!r} offers fewer than 2 usable GPU GRES (sinfo: {nodes.strip()!r})"
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster() -> str:
+    """The name of the checked cluster; checked once, before any job is submitted."""
+    _check_cluster()
+    return EXPECTED_CLUSTER
 
 
 @dataclass
@@ -66,6 +104,7 @@ class SlurmDemo:
     """What one Snakemake run through the SLURM profile left behind."""
 
     workdir: Path
+    cancelled_run: str  # the run whose train job is scancelled mid-run, relative to results/
     returncode: int = -1
     log: str = ""
     concurrent: set[frozenset[str]] = field(default_factory=set)
@@ -86,6 +125,15 @@ def _rule(comment: str) -> str:
     return comment.strip("'").removeprefix("rule_").split("_wildcards_")[0]
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """Snakemake's merge of a --configfile over the Snakefile's config: nested dicts update."""
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both else value
+    return merged
+
+
 def _epochs_done(run_dir: Path) -> int:
     history = run_dir / "history.csv"
     if not history.is_file():
@@ -95,14 +143,17 @@ def _epochs_done(run_dir: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def slurm_demo(tmp_path_factory) -> SlurmDemo:
+def slurm_demo(slurm_cluster, tmp_path_factory) -> SlurmDemo:
     workdir = tmp_path_factory.mktemp("slurm_demo").resolve()
     config = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
     config.update(gpu_resource=True, seeds=[0])
     config["train"]["epochs"] = EPOCHS
     config_file = workdir / "slurm_ci.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    cancel_comment = "rule_train_wildcards_" + CANCELLED_RUN.replace("/", "_")
+    paper = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    planned = grid.main_runs(_merged(paper, config))
+    cancelled_run = next(run.path for run in planned if run.regularizer == "none")
+    cancel_comment = "rule_train_wildcards_" + cancelled_run.replace("/", "_")
 
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     command = [
@@ -111,7 +162,7 @@ def slurm_demo(tmp_path_factory) -> SlurmDemo:
         "--profile", str(PROFILE), "--workflow-profile", "none", "--configfile", str(config_file),
         "--verbose", "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "2",
     ]  # fmt: skip
-    demo = SlurmDemo(workdir)
+    demo = SlurmDemo(workdir, cancelled_run)
     log_path = workdir / "snakemake.log"
     start = time.monotonic()
     with log_path.open("w") as log:
@@ -120,7 +171,7 @@ def slurm_demo(tmp_path_factory) -> SlurmDemo:
             jobs = _squeue(workdir)
             running = sorted(job for job, state, _ in jobs if state == "RUNNING")
             demo.concurrent.update(frozenset((a, b)) for i, a in enumerate(running) for b in running[i + 1 :])
-            if demo.cancelled_job is None and _epochs_done(workdir / "results" / CANCELLED_RUN) >= 1:
+            if demo.cancelled_job is None and _epochs_done(workdir / "results" / cancelled_run) >= 1:
                 target = [
                     job for job, state, comment in jobs if comment == cancel_comment and state == "RUNNING"
                 ]
@@ -211,11 +262,11 @@ def test_scancelled_train_job_is_retried_and_resumes_from_its_checkpoint(slurm_d
     states = {job: state for job, state, _ in _squeue(slurm_demo.workdir)}
     assert states[slurm_demo.cancelled_job] == "CANCELLED"
     # Snakemake rewrites the rule's log for the retry, so it holds the resumed attempt only
-    train_log = (slurm_demo.workdir / "logs" / "train" / f"{CANCELLED_RUN}.log").read_text()
+    train_log = (slurm_demo.workdir / "logs" / "train" / f"{slurm_demo.cancelled_run}.log").read_text()
     resumed = re.search(r"train: resuming \S+ at epoch (\d+), batch (\d+)", train_log)
     assert resumed, train_log
     assert 2 <= int(resumed.group(1)) <= EPOCHS  # epoch 1 was done before the cancel
-    run_dir = slurm_demo.workdir / "results" / CANCELLED_RUN
+    run_dir = slurm_demo.workdir / "results" / slurm_demo.cancelled_run
     with (run_dir / "history.csv").open() as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(1, EPOCHS + 1))
     record = json.loads((run_dir / "run.json").read_text())

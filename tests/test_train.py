@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ RUN_JSON_KEYS = {
     "schedule",
     "reg_options",
     "ablation",
+    "recipe",
     "config",
     "num_classes",
     "in_channels",
@@ -61,6 +63,7 @@ RUN_JSON_KEYS = {
     "git_commit",
     "started",
     "finished",
+    "model_sha256",
 }
 # a run small enough for seconds on 2 cores: 8 steps per epoch, 4 epochs
 SMALL = {
@@ -282,7 +285,9 @@ def test_cli_accepts_the_pipeline_grid_arguments(tmp_path):
         "threads": 2,
     }
     run = grid.Run("synthetic", "resnet8", "dn_relaxed", 1, ("rho", 0.25))
-    args = build_parser().parse_args(["train", *grid.train_arguments(run, config), "--out", str(tmp_path)])
+    arguments = [*grid.train_arguments(run, config), *grid.train_arguments(run, config, runtime=True)]
+    assert grid.train_arguments(run, config, runtime=True) == ["--device", "cpu", "--threads", "2"]
+    args = build_parser().parse_args(["train", *arguments, "--out", str(tmp_path)])
     parsed = config_from_args(args)
     assert (parsed.epochs, parsed.batch_size, parsed.lr_milestones) == (2, 64, (0.5,))
     assert not parsed.nesterov and parsed.augment
@@ -412,7 +417,7 @@ def test_sigkill_after_an_epoch_then_rerun_ends_identical(tmp_path, reference, d
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_identical(tmp_path, reference, data_dir):
+def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_identical(tmp_path, reference, data_dir, capsys):
     """SLURM preemption: SIGTERM (SIGUSR1 takes the same path, tested in-process below)."""
     signum = signal.SIGTERM
     out = tmp_path / "run"
@@ -425,10 +430,14 @@ def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_identical(tmp_path,
     assert checkpoint["batch"] > 0, "the checkpoint should sit inside an epoch"
     assert not (out / "run.json").exists()
 
-    # a different config must not touch the interrupted run
+    # a different config in a copy of the folder sets the checkpoint aside, by name, and trains
     saved = (out / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match="differing: batch_size, epochs"):
-        train(small_config(batch_size=16, epochs=5), out, data_dir, verbose=False)
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    train(small_config(batch_size=64, epochs=1), other, data_dir, verbose=False)
+    (aside,) = other.glob("checkpoint.set-aside-*.pt")
+    assert aside.read_bytes() == saved
+    assert "differing: batch_size, epochs" in capsys.readouterr().err
     assert (out / "checkpoint.pt").read_bytes() == saved
 
     record = train(small_config(), out, data_dir, verbose=False)

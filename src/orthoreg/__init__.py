@@ -15,7 +15,7 @@ from orthoreg.regularizers import (
     regularizer_options,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "OrthogonalityRegularizer",

@@ -2,16 +2,20 @@
 checkpoint.pt that holds both with the model, optimiser and regulariser states.
 
 A checkpoint is written atomically at every epoch end and at the first step boundary after
-SIGTERM/SIGUSR1 (`SignalFlag`); it is read back only by a run with the same config, runtime-only
-fields (device, threads, ...) excepted.
+SIGTERM/SIGUSR1 (`SignalFlag`), with the SHA-256 of its own contents inside. It is read back only
+when that digest matches and its config is the run's (runtime-only fields such as device and
+threads excepted); any other checkpoint is set aside under a new name, never deleted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +28,7 @@ import torch
 from orthoreg.config import TrainConfig, config_differences
 from orthoreg.files import load_torch, save_torch
 
-FORMAT = 2
+FORMAT = 3  # 3: the contents' SHA-256 inside
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -122,36 +126,83 @@ class Position:
         return cls(**{name: state[name] for name in names}, totals=totals)
 
 
+def content_digest(obj: Any) -> str:
+    """SHA-256 of nested tensors and plain values, independent of how they are serialised, so a
+    checkpoint can carry the digest of its own contents."""
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        digest.update(f"mapping {len(value)};".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"sequence {len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__} {value!r};".encode())
+
+
 def save_checkpoint(path: Path, config: TrainConfig, position: Position, **states: Any) -> None:
     """checkpoint.pt: the format, the config, the position, the RNG states and `states` (model,
-    optimizer, regularizer state dicts)."""
-    save_torch(
-        {
-            "format": FORMAT,
-            "config": config.to_dict(),
-            **position.to_state(),
-            **states,
-            "rng": capture_rng_state(),
-        },
-        path,
-    )
+    optimizer, regularizer state dicts), and the SHA-256 of all of these."""
+    contents = {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        **position.to_state(),
+        **states,
+        "rng": capture_rng_state(),
+    }
+    save_torch({**contents, "sha256": content_digest(contents)}, path)
 
 
-def compatible_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint at `path` when it belongs to a run of `config`, None when there is none; a
-    checkpoint of another format or config is refused, naming what differs."""
+def usable_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint at `path` when it is intact and belongs to a run of `config`, else None. One that
+    is unreadable, changed since it was written, of another format or of another config is renamed
+    aside (`set_aside`), with a line on stderr saying why and where it went, and the run starts over."""
     if not path.is_file():
         return None
-    state = load_torch(path)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path} has checkpoint format {state.get('format')!r}, expected {FORMAT}")
-    differing = config_differences(state["config"], config)
-    if differing:
-        raise ValueError(
-            f"{path} belongs to a run with a different config (differing: {', '.join(differing)}); "
-            "resume with the same options, or use another --out"
-        )
+    try:
+        state = load_torch(path)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, not a checkpoint")
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{path} has checkpoint format {state.get('format')!r}, not {FORMAT}")
+        recorded = state.pop("sha256", None)
+        if recorded != content_digest(state):
+            raise ValueError(f"{path} has changed since it was written (its SHA-256 does not match)")
+        differing = config_differences(state["config"], config)
+        if differing:
+            raise ValueError(
+                f"{path} belongs to a run with a different config (differing: {', '.join(differing)})"
+            )
+    except ValueError as refusal:
+        aside = set_aside(path)
+        print(f"train: {refusal}; set aside as {aside.name}, training from the start", file=sys.stderr)
+        return None
     return state
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to `<stem>.set-aside-<time>[-n]<suffix>` beside it and return the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        aside = path.with_name(
+            f"{path.stem}.set-aside-{stamp}{f'-{attempt}' if attempt else ''}{path.suffix}"
+        )
+        if not aside.exists():
+            path.rename(aside)
+            return aside
+    raise FileExistsError(f"cannot set {path} aside: {aside} and 999 others exist")
 
 
 class TrainingInterrupted(Exception):

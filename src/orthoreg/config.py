@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import typing
@@ -24,7 +25,7 @@ from typing import Any
 
 from orthoreg.data import available_datasets
 from orthoreg.devices import DEVICES
-from orthoreg.models import available_models
+from orthoreg.models import available_models, model_options
 from orthoreg.precision import AMP_MODES
 from orthoreg.regularizers import SCHEDULES, available_regularizers, regularizer_options
 from orthoreg.regularizers.registry import resolve_options
@@ -239,6 +240,16 @@ def default_of(name: str) -> Any:
     return dataclasses.MISSING
 
 
+def recipe_digest(config: TrainConfig) -> str:
+    """Eight hex digits naming everything that decides a run's result except its seed: its settings
+    with the model's and the regulariser's defaults filled in, runtime-only fields left out. A run's
+    folder ends in it, so a changed setting is a new run beside the finished one, never over it."""
+    settings = {key: value for key, value in config.to_dict().items() if key not in (*RUNTIME_ONLY, "seed")}
+    settings["reg_options"] = resolve_options(config.regularizer, dict(config.reg_options))
+    settings["model_options"] = model_options(config.model, config.model_options)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def config_differences(stored: Mapping[str, Any], config: TrainConfig) -> list[str]:
     """Fields (runtime-only ones excepted) whose stored value differs from `config`."""
     current = config.to_dict()
@@ -384,13 +395,15 @@ def from_arguments(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**given)
 
 
-def to_arguments(config: TrainConfig, given: Iterable[str] = ()) -> list[str]:
-    """The `orthoreg train` arguments that reproduce `config`: the run's fields, the fields named in
-    `given` (those a pipeline config sets), and any other field that differs from its default."""
+def to_arguments(
+    config: TrainConfig, given: Iterable[str] = (), fields: Iterable[str] = tuple(FIELDS)
+) -> list[str]:
+    """The `orthoreg train` arguments that reproduce `config`'s `fields`: the run's fields, the fields
+    named in `given` (those a pipeline config sets), and any other field that differs from its default."""
     given = set(given)
     option_flags = regularizer_option_defaults()
     args: list[str] = []
-    for name in FIELDS:
+    for name in fields:
         value = getattr(config, name)
         shown = knob_of(name).section == "run" or name in given or value != default_of(name)
         if value is None or not shown:

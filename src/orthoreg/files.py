@@ -3,16 +3,22 @@
 A writer fills a temporary file in the target's folder, flushes it to disk and renames it over the
 target, so a kill at any instant leaves the old file or the new one, never a torn one. Everything
 that writes a result, a checkpoint, a table, a figure or a download goes through `atomic_write`.
+A temporary file is named after its target and its writer (`.model.pt.<pid>@<host>.<random>.tmp`),
+so the next write of the same target removes what a killed writer left behind.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
+import pickle
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,14 +29,19 @@ PathLike = str | os.PathLike[str]
 # mkstemp creates files readable by their owner only; written files get the usual umask permissions
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# a temporary file of another machine (a shared file system) is stale once untouched this long
+STALE_AFTER_S = 3600.0
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
     """Call `write(temporary)` on a temporary file beside `path`, then rename it over `path`; on any
-    error (or a verification `write` raises) the temporary file is removed and `path` is untouched."""
+    error (or a verification `write` raises) the temporary file is removed and `path` is untouched.
+    A full disk is an OSError that says so and names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     os.close(handle)
     temporary = Path(name)
     try:
@@ -42,10 +53,59 @@ def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno in DISK_FULL:
+            raise OSError(error.errno, f"no space left on device while writing {path}", str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files a killed writer of `path` left: those of a process of this machine
+    that no longer runs, and those of another machine untouched for an hour."""
+    removed = []
+    prefix, host = f".{path.name}.", socket.gethostname()
+    for temporary in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        writer, _, _ = temporary.name[len(prefix) :].rpartition(".")[0].rpartition(".")
+        pid, _, writer_host = writer.partition("@")
+        if not pid.isdigit():
+            continue
+        try:
+            stale = (
+                not _process_runs(int(pid))
+                if writer_host == host
+                else time.time() - temporary.stat().st_mtime > STALE_AFTER_S
+            )
+            if stale:
+                temporary.unlink()
+                removed.append(temporary)
+        except FileNotFoundError:  # its writer finished or removed it meanwhile
+            continue
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{char}]" if char in "*?[" else char for char in text)
+
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def save_bytes(content: bytes, path: PathLike) -> Path:
@@ -71,18 +131,49 @@ def save_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: Pa
     return save_text(buffer.getvalue(), path)
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """What torch.save writes, in memory: written by Python's own I/O, a full disk is an OSError naming
+    the file (torch's own writer says "unexpected pos"), and its digest costs no second read."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def save_torch(obj: Any, path: PathLike) -> Path:
-    return atomic_write(path, lambda temporary: torch.save(obj, temporary))
+    return save_bytes(torch_bytes(obj), path)
 
 
-def load_torch(path: PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """torch.load with weights_only=True; a torn or foreign file becomes a ValueError naming it."""
+def load_torch(
+    path: PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    sha256: str | None = None,
+    remedy: str = "",
+) -> Any:
+    """torch.load with weights_only=True. `sha256`, recorded when the file was written, is checked
+    first, so one changed byte is refused; a torn, corrupt or foreign file is a ValueError naming it
+    and `remedy` (torch's own message advises loading unsafely)."""
+    path = Path(path)
+    tail = f"; {remedy}" if remedy else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist{tail}")
+    content = path.read_bytes()
+    if sha256 is not None and (actual := hashlib.sha256(content).hexdigest()) != sha256:
+        raise ValueError(
+            f"{path} has changed since it was written (SHA-256 {actual[:12]}..., recorded "
+            f"{sha256[:12]}...){tail}"
+        )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # torch raises several types for a corrupt file
-        raise ValueError(f"cannot read {path}: {error}") from error
+        return torch.load(io.BytesIO(content), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error):
+            raise ValueError(
+                f"{path} holds objects other than tensors and plain values; orthoreg does "
+                f"not load those, as loading them could run code{tail}"
+            ) from None
+        raise ValueError(f"{path} is corrupt (its contents cannot be unpickled){tail}") from None
+    except Exception:  # torch raises RuntimeError, EOFError, ... for a torn file
+        raise ValueError(f"{path} is truncated or corrupt (not a readable PyTorch file){tail}") from None
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256") -> str:

@@ -6,6 +6,8 @@ directories and their `orthoreg train` arguments, so the grid is tested by pytes
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +15,11 @@ from typing import Any
 
 from orthoreg.config import (
     ABLATION_PARAMS,
+    FIELDS,
+    RUNTIME_ONLY,
     TrainConfig,
     config_key,
+    recipe_digest,
     regularizer_option_defaults,
     section_fields,
     to_arguments,
@@ -50,36 +55,49 @@ CONFIG_KEYS = (
 TRAIN_KEYS = tuple(name for name in section_fields("recipe", "runtime") if name != "threads")
 REGULARIZATION_FIELDS = tuple(name for name in section_fields("regularization") if name != "reg_options")
 ABLATION_KEYS = ("model", "dataset", "seeds", *ABLATION_PARAMS)
+# the TrainConfig field of each common regularisation key (`lambda` is `lam`)
+REGULARIZATION_FIELD_OF_KEY = {config_key(name): name for name in REGULARIZATION_FIELDS}
 
 
 def regularization_keys() -> tuple[str, ...]:
     """The keys `regularization:` accepts (the regulariser options of plugins included)."""
     return (
-        *(config_key(name) for name in REGULARIZATION_FIELDS),
+        *REGULARIZATION_FIELD_OF_KEY,
         *sorted(regularizer_option_defaults()),
         "overrides",
     )
 
 
+def regularizer_keys(regularizer: str) -> tuple[str, ...]:
+    """The keys a run of `regularizer` takes, and so `regularization.overrides.<regularizer>` accepts:
+    the common regularisation fields and that regulariser's own options."""
+    return (*REGULARIZATION_FIELD_OF_KEY, *sorted(regularizer_options(regularizer)))
+
+
 @dataclass(frozen=True)
 class Run:
-    """One training run of the grid; `ablation` is (param, value) for ablation runs, else None."""
+    """One training run of the grid; `ablation` is (param, value) for ablation runs, else None;
+    `recipe` is the digest of its settings (`orthoreg.config.recipe_digest`), filled in by `planned`."""
 
     dataset: str
     model: str
     regularizer: str
     seed: int
     ablation: tuple[str, float | str] | None = None
+    recipe: str = ""
 
     @property
     def path(self) -> str:
-        """Directory of the run, relative to the results directory."""
+        """Directory of the run, relative to the results directory: its coordinates, then its recipe,
+        so runs of two configs (or of one config before and after an edit) never share a folder."""
+        if not self.recipe:
+            raise ValueError(f"{self} has no recipe digest; plan it with orthoreg.grid.planned")
         if self.ablation is None:
-            return f"runs/{self.dataset}/{self.model}/{self.regularizer}/seed{self.seed}"
+            return f"runs/{self.dataset}/{self.model}/{self.regularizer}/{self.recipe}/seed{self.seed}"
         param, value = self.ablation
         return (
             f"ablations/{param}/{self.dataset}/{self.model}/{self.regularizer}/"
-            f"{param}={_format_value(value)}/seed{self.seed}"
+            f"{param}={_format_value(value)}/{self.recipe}/seed{self.seed}"
         )
 
 
@@ -87,11 +105,13 @@ def _format_value(value: float | str) -> str:
     return value if isinstance(value, str) else format(float(value), "g")
 
 
-def _check_keys(section: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+def _check_keys(
+    section: Mapping[str, Any], allowed: Iterable[str], where: str, allowed_are: str = "allowed keys"
+) -> None:
     allowed = tuple(allowed)
     for key in section:
         if key not in allowed:
-            raise ValueError(f"unknown config key {where + key!r}; allowed keys: {', '.join(allowed)}")
+            raise ValueError(f"unknown config key {where + key!r}; {allowed_are}: {', '.join(allowed)}")
 
 
 def _check_names(values: Iterable[str], valid: Iterable[str], key: str) -> None:
@@ -102,8 +122,9 @@ def _check_names(values: Iterable[str], valid: Iterable[str], key: str) -> None:
 
 
 def check_config_keys(config: Mapping[str, Any]) -> None:
-    """Refuse an unknown key, naming it and the allowed ones (run before the schema, whose message for
-    an unexpected key does not list the allowed keys)."""
+    """Refuse an unknown key, naming it and the allowed ones, down to each regulariser's overrides, and
+    an empty list under `ablations:`, which would drop its runs silently (run before the schema, whose
+    messages list neither the allowed keys nor how to switch an ablation off)."""
     _check_keys(config, CONFIG_KEYS, "")
     for section, allowed in (
         ("train", TRAIN_KEYS),
@@ -112,11 +133,38 @@ def check_config_keys(config: Mapping[str, Any]) -> None:
     ):
         if isinstance(config.get(section), Mapping):
             _check_keys(config[section], allowed, f"{section}.")
+    regularization = config.get("regularization")
+    overrides = regularization.get("overrides") if isinstance(regularization, Mapping) else None
+    if isinstance(overrides, Mapping):
+        for name, settings in overrides.items():
+            # an unregistered name is check_config_names's to refuse
+            if name in available_regularizers() and isinstance(settings, Mapping):
+                where = f"regularization.overrides.{name}."
+                _check_keys(settings, regularizer_keys(name), where, f"keys regulariser {name!r} takes")
+    if isinstance(config.get("ablations"), Mapping):
+        _check_ablation_lists(config["ablations"])
+
+
+def _check_ablation_lists(ablations: Mapping[str, Any]) -> None:
+    if ablations.get("seeds") == []:
+        raise ValueError(
+            "config ablations.seeds is empty: list at least one seed, leave the key out to use the main "
+            "grid's seeds, or set `ablations: null` to run no ablation"
+        )
+    for param in ABLATION_PARAMS:
+        spec = ablations.get(param)
+        for key in ("regularizers", "values"):
+            if isinstance(spec, Mapping) and spec.get(key) == []:
+                raise ValueError(
+                    f"config ablations.{param}.{key} is empty: list at least one, or set "
+                    f"`ablations.{param}: null` to skip the {param} ablation"
+                )
 
 
 def check_config_names(config: Mapping[str, Any]) -> None:
-    """Refuse a dataset, model or regulariser name that no registry knows (after the schema checked
-    types), so a newly registered one needs no schema change."""
+    """Refuse what the registries refuse (after the schema checked types), so a newly registered name
+    or option needs no schema change: a dataset, model or regulariser name no registry knows, an
+    ablation of a setting its regulariser does not take, and a regularisation value (`_check_values`)."""
     regularizers, models, datasets = available_regularizers(), available_models(), available_datasets()
     _check_names(config["datasets"], datasets, "datasets")
     _check_names(config["models"], models, "models")
@@ -129,12 +177,66 @@ def check_config_names(config: Mapping[str, Any]) -> None:
         for param in ABLATION_PARAMS:
             spec = ablations.get(param) or {}
             _check_names(spec.get("regularizers", []), regularizers, f"ablations.{param}.regularizers")
+            _check_ablated_setting(param, spec.get("regularizers", []), regularizers)
+    _check_values(config)
+
+
+def _check_ablated_setting(param: str, ablated: Iterable[str], regularizers: Iterable[str]) -> None:
+    for name in ablated:
+        if param not in regularizer_keys(name):
+            takers = [other for other in regularizers if param in regularizer_keys(other)]
+            raise ValueError(
+                f"config ablations.{param}.regularizers: {name!r} does not take {param}, so its runs "
+                f"would not vary; regularisers that take it: {', '.join(takers)}"
+            )
+
+
+def _check_values(config: Mapping[str, Any]) -> None:
+    """Refuse a regularisation value a run would refuse, naming its key path: each default under
+    `regularization:` (an option for every regulariser the config trains that takes it; `overrides`,
+    no run's key, is left to the next loop), every override, every ablated value. Each is checked on a
+    run of the main grid's (or the ablation's) model and dataset by `_check_setting`."""
+    model, dataset = config["models"][0], config["datasets"][0]
+    ablations = config.get("ablations") or {}
+    specs = {param: ablations.get(param) or {} for param in ABLATION_PARAMS}
+    trained = dict.fromkeys(
+        [*config["regularizers"], *(name for spec in specs.values() for name in spec.get("regularizers", []))]
+    )
+    for key, value in config["regularization"].items():
+        takers = [name for name in trained if key in regularizer_keys(name)]
+        if key in REGULARIZATION_FIELD_OF_KEY:
+            _check_setting(model, dataset, takers[0], key, value, f"regularization.{key}")
+            continue
+        for name in takers:
+            _check_setting(model, dataset, name, key, value, f"regularization.{key} for {name}")
+    for name, settings in (config["regularization"].get("overrides") or {}).items():
+        for key, value in settings.items():
+            _check_setting(model, dataset, name, key, value, f"regularization.overrides.{name}.{key}")
+    for param, spec in specs.items():
+        for name in spec.get("regularizers", []):
+            for index, value in enumerate(spec["values"]):
+                where = f"ablations.{param}.values[{index}] for {name}"
+                _check_setting(ablations["model"], ablations["dataset"], name, param, value, where)
+
+
+def _check_setting(model: str, dataset: str, regularizer: str, key: str, value: Any, where: str) -> None:
+    """Raise, naming `where`, unless a run of `regularizer` accepts `value` for its setting `key`: the
+    run's TrainConfig with that one setting is validated (TrainConfig's checks, the regulariser's
+    `check=`), and NaN is refused even where a plugin's check would let it through."""
+    field = REGULARIZATION_FIELD_OF_KEY.get(key)
+    setting = {"reg_options": {key: value}} if field is None else {field: value}
+    try:
+        TrainConfig(model=model, dataset=dataset, regularizer=regularizer, **setting).validate()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config {where}: {error}") from None
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"config {where}: got nan; give a number")
 
 
 def main_runs(config: Mapping[str, Any]) -> list[Run]:
     """The main grid: every dataset x model x regulariser x seed."""
     return [
-        Run(dataset, model, regularizer, int(seed))
+        planned(Run(dataset, model, regularizer, int(seed)), config)
         for dataset in config["datasets"]
         for model in config["models"]
         for regularizer in config["regularizers"]
@@ -152,12 +254,15 @@ def ablation_runs(config: Mapping[str, Any], param: str) -> list[Run]:
         return []
     seeds = ablations.get("seeds", config["seeds"])
     return [
-        Run(
-            ablations["dataset"],
-            ablations["model"],
-            regularizer,
-            int(seed),
-            (param, value if isinstance(value, str) else float(value)),
+        planned(
+            Run(
+                ablations["dataset"],
+                ablations["model"],
+                regularizer,
+                int(seed),
+                (param, value if isinstance(value, str) else float(value)),
+            ),
+            config,
         )
         for regularizer in spec["regularizers"]
         for value in spec["values"]
@@ -181,8 +286,9 @@ def regularizer_settings(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
         param, value = run.ablation
         settings[param] = value
     accepted = set(regularizer_options(run.regularizer))
-    common = {config_key(name) for name in REGULARIZATION_FIELDS}
-    return {key: value for key, value in settings.items() if key in common or key in accepted}
+    return {
+        key: value for key, value in settings.items() if key in REGULARIZATION_FIELD_OF_KEY or key in accepted
+    }
 
 
 def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
@@ -190,7 +296,7 @@ def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
     for the run's regulariser (`regularizer_settings`), the top-level `threads`, and the run's own
     fields. Snakemake builds these while planning, so a bad value stops the workflow before any job."""
     settings = regularizer_settings(run, config)
-    names = {config_key(name): name for name in REGULARIZATION_FIELDS}
+    names = REGULARIZATION_FIELD_OF_KEY
     run_config = TrainConfig(
         model=run.model,
         dataset=run.dataset,
@@ -206,16 +312,24 @@ def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
     return run_config
 
 
-def train_arguments(run: Run, config: Mapping[str, Any]) -> list[str]:
+def planned(run: Run, config: Mapping[str, Any]) -> Run:
+    """`run` with its recipe digest, from its TrainConfig (validated on the way)."""
+    return dataclasses.replace(run, recipe=recipe_digest(train_config(run, config)))
+
+
+def train_arguments(run: Run, config: Mapping[str, Any], *, runtime: bool = False) -> list[str]:
     """The `orthoreg train` arguments of a run, except --out and --data-dir: every setting the config
-    gives is spelled out, so a job's command line shows its whole recipe."""
+    gives is spelled out, so a job's command line shows its whole recipe. `runtime=True` gives the
+    runtime-only ones instead (device, threads, ...): the train rule keeps those out of its params,
+    so changing them never reruns a finished run."""
     train_config_ = train_config(run, config)
-    names = {config_key(name): name for name in REGULARIZATION_FIELDS}
+    names = REGULARIZATION_FIELD_OF_KEY
     given = [
         *(config.get("train") or {}),
         *(names[key] for key in regularizer_settings(run, config) if key in names),
     ]
-    return to_arguments(train_config_, given=[*given, "reg_options", "threads"])
+    fields = [name for name in FIELDS if (name in RUNTIME_ONLY) == runtime]
+    return to_arguments(train_config_, given=[*given, "reg_options", "threads"], fields=fields)
 
 
 def cli_flags(options: Mapping[str, Any]) -> list[str]:
@@ -253,6 +367,7 @@ def expected_records(runs: Iterable[Run], results_dir: str) -> list[dict[str, An
             "model": run.model,
             "regularizer": run.regularizer,
             "seed": run.seed,
+            "recipe": run.recipe,
             "ablation": None
             if run.ablation is None
             else {"param": run.ablation[0], "value": run.ablation[1]},

@@ -53,13 +53,23 @@ def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return record
 
 
+def load_weights(
+    run_dir: str | os.PathLike[str], record: Mapping[str, Any], device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """model.pt of a finished run, checked against the SHA-256 its run.json recorded (runs written
+    before orthoreg 0.3 recorded none)."""
+    remedy = (
+        f"delete {Path(run_dir) / 'run.json'} and rerun its train job (snakemake, or `orthoreg train` "
+        "with the same options), which rewrites model.pt from checkpoint.pt"
+    )
+    return load_torch(Path(run_dir) / "model.pt", device, sha256=record.get("model_sha256"), remedy=remedy)
+
+
 def load_run(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The trained `Sequential(Normalize, net)` of a run, in eval mode on `device`, and its record."""
     record = read_record(run_dir)
     weights_path = Path(run_dir) / "model.pt"
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} does not exist: the run in {run_dir} has no weights")
-    state = load_torch(weights_path, map_location=device)
+    state = load_weights(run_dir, record, device)
     model = build_classifier(record["model"], _RecordInfo(record), record["config"].get("model_options"))
     try:
         model.load_state_dict(state)

@@ -15,6 +15,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -33,15 +34,16 @@ from orthoreg.checkpoint import (
     Position,
     SignalFlag,
     TrainingInterrupted,
-    compatible_checkpoint,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
+    set_aside,
+    usable_checkpoint,
 )
-from orthoreg.config import TrainConfig, config_differences
+from orthoreg.config import TrainConfig, config_differences, recipe_digest
 from orthoreg.data import TensorLoader, check_prepared, dataset_info, load_split
 from orthoreg.devices import resolve_device
-from orthoreg.files import save_csv, save_json, save_torch
+from orthoreg.files import file_digest, save_bytes, save_csv, save_json, torch_bytes
 from orthoreg.metrics import layer_metrics, summarize
 from orthoreg.models import model_options
 from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
@@ -144,10 +146,15 @@ class NonFiniteWatch:
         if step >= 0:
             loss_value, reg_value = self.values.tolist()
             epoch, batch = divmod(step, self.steps_per_epoch)
+            kept = (
+                f"the last good checkpoint {self.checkpoint} is kept"
+                if self.checkpoint.is_file()
+                else f"no checkpoint had been written yet, so {self.checkpoint.parent} holds none"
+            )
             raise RuntimeError(
                 f"non-finite loss at step {step} (epoch {epoch + 1}, batch {batch}): loss {loss_value}, "
                 f"regulariser value {reg_value} ({self.regularizer}, lambda-scaled); training "
-                f"stopped, the last good checkpoint {self.checkpoint} is kept"
+                f"stopped, {kept}; a smaller lambda or lr is a new recipe"
             )
 
 
@@ -347,6 +354,7 @@ class Trainer:
             "relaxation": self.regularizer.relaxation(),
             "model_options": model_options(config.model, config.model_options),
             "ablation": config.ablation,
+            "recipe": recipe_digest(config),
             "config": config.to_dict(),
             "num_classes": info.num_classes,
             "in_channels": info.in_channels,
@@ -368,8 +376,9 @@ class Trainer:
             "started": self.position.started,
             "finished": now(),
         }
-        weights = {key: value.cpu() for key, value in self.model.state_dict().items()}
-        save_torch(weights, self.out / "model.pt")
+        weights = torch_bytes({key: value.cpu() for key, value in self.model.state_dict().items()})
+        record["model_sha256"] = hashlib.sha256(weights).hexdigest()
+        save_bytes(weights, self.out / "model.pt")
         save_csv(history, HISTORY_COLUMNS, self.out / "history.csv")
         save_json(record, self.out / "run.json")
         return record
@@ -399,7 +408,16 @@ def finished_record(config: TrainConfig, out: Path) -> dict[str, Any] | None:
             f"{out} already holds a finished run with a different config (differing: "
             f"{', '.join(differing)}); choose another --out or remove that run"
         )
-    if not (out / "model.pt").is_file():
+    weights = out / "model.pt"
+    if not weights.is_file():
+        return None
+    if "model_sha256" in record and file_digest(weights) != record["model_sha256"]:
+        aside = set_aside(weights)
+        print(
+            f"train: {weights} has changed since it was written (its SHA-256 is not run.json's); set "
+            f"aside as {aside.name}, finishing the run again",
+            file=sys.stderr,
+        )
         return None
     return record
 
@@ -425,8 +443,8 @@ def train(
         if verbose:
             print(f"train: {out} already holds this finished run; nothing to do", file=sys.stderr)
         return finished
-    checkpoint = compatible_checkpoint(out / "checkpoint.pt", config)
     ensure_writable(out)
+    checkpoint = usable_checkpoint(out / "checkpoint.pt", config)
     trainer = Trainer(config, out, data_root, verbose)
     if checkpoint is not None:
         trainer.resume(checkpoint)

@@ -18,6 +18,8 @@ NAME = config["name"]
 RUNS = grid.all_runs(config)
 MAIN_RUNS = [run.path for run in grid.main_runs(config)]
 ABLATION_RUNS = {param: [run.path for run in grid.ablation_runs(config, param)] for param in grid.ABLATION_PARAMS}
+# the runtime-only `orthoreg train` flags (device, threads, ...), the same for every run
+RUNTIME_ARGS = " ".join(grid.train_arguments(next(iter(RUNS.values())), config, runtime=True))
 
 wildcard_constraints:
     run="(runs|ablations)/.+/seed[0-9]+",

@@ -1,6 +1,7 @@
 rule train:
     """One training run. checkpoint.pt beside the outputs is not declared, so a failed or cancelled
-    job keeps it and the retry resumes from it."""
+    job keeps it and the retry resumes from it. The runtime-only settings (device, threads, ...) sit
+    in the command, not in params: changing them never reruns a finished run."""
     input:
         lambda wildcards: f"{DATA}/{RUNS[wildcards.run].dataset}/prepared.json",
     output:
@@ -22,4 +23,4 @@ rule train:
         runtime=train_resource("runtime", 60),
         mem_mb=train_resource("mem_mb", 4000),
     shell:
-        "orthoreg train {params.args} --out {params.out} --data-dir {params.data} >> {log} 2>&1"
+        f"orthoreg train {{params.args}} {RUNTIME_ARGS} --out {{params.out}} --data-dir {{params.data}} >> {{log}} 2>&1"

@@ -1,19 +1,21 @@
 """CIFAR-10 and CIFAR-100 from the official python archives (torchvision's URLs and MD5s).
 
 The archive is downloaded into root/<name>/ (or placed there by hand), MD5-verified, and its pickled
-batches are read straight from the tar: nothing is extracted to disk.
+batches are read straight from the tar: nothing is extracted to disk. An archive that cannot be read
+is a one-line ValueError naming it and how to replace it.
 """
 
 from __future__ import annotations
 
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from orthoreg.data.download import fetch_verified
+from orthoreg.data.download import fetch_verified, prepare_command
 from orthoreg.data.registry import DatasetInfo, Split, register_dataset
 
 
@@ -83,11 +85,17 @@ def fetch_cifar(name: str, directory: Path) -> tuple[Split, Split]:
     """The official archive in `directory` (downloaded there, or placed by hand), MD5-verified before a
     single member is read."""
     source = SOURCES[name]
-    path = fetch_verified(source.url, directory / source.archive, source.md5)
-    with tarfile.open(path, "r:gz") as archive:
-        return read_batches(archive, path, source, source.train), read_batches(
-            archive, path, source, source.test
-        )
+    rerun = prepare_command(directory)
+    path = fetch_verified(source.url, directory / source.archive, source.md5, rerun=rerun)
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            return read_batches(archive, path, source, source.train), read_batches(
+                archive, path, source, source.test
+            )
+    except (tarfile.TarError, EOFError, zlib.error, OSError, pickle.UnpicklingError) as error:
+        raise ValueError(
+            f"{path} is corrupt or truncated ({str(error) or type(error).__name__}): delete it and rerun {rerun}"
+        ) from error
 
 
 # mean/std: the standard per-channel statistics of the 50,000 training images

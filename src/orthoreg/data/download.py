@@ -8,9 +8,10 @@ target (placed there by hand) is verified and used, never overwritten.
 
 from __future__ import annotations
 
-import shutil
+import http.client
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from orthoreg.files import atomic_write, file_digest
 
@@ -25,16 +26,14 @@ def verify_md5(path: Path, md5: str, origin: str, remedy: str) -> None:
 
 
 def download(url: str, path: Path, *, md5: str | None = None) -> Path:
-    """Fetch `url` to `path` atomically, checking `md5` (when given) before the file appears."""
+    """Fetch `url` to `path` atomically, checking `md5` (when given) before the file appears. A
+    network failure is a RuntimeError naming the URL; a local one (a full disk) an OSError naming
+    `path`."""
 
     def fetch(temporary: Path) -> None:
-        try:
-            with urllib.request.urlopen(url) as response, open(temporary, "wb") as stream:
-                shutil.copyfileobj(response, stream, length=BLOCK)
-        except OSError as error:
-            raise RuntimeError(
-                f"could not download {url}: {error}; place the file at {path} by hand and rerun"
-            ) from error
+        with _open_url(url, path) as response, open(temporary, "wb") as stream:
+            while block := _read(response, url, path):
+                stream.write(block)
         if md5 is not None:
             verify_md5(
                 temporary,
@@ -46,11 +45,37 @@ def download(url: str, path: Path, *, md5: str | None = None) -> Path:
     return atomic_write(path, fetch)
 
 
-def fetch_verified(url: str, path: Path, md5: str) -> Path:
+def _unreachable(url: str, path: Path, error: Exception) -> RuntimeError:
+    return RuntimeError(f"could not download {url}: {error}; place the file at {path} by hand and rerun")
+
+
+def _open_url(url: str, path: Path) -> BinaryIO:
+    try:
+        return urllib.request.urlopen(url)
+    except (OSError, http.client.HTTPException) as error:
+        raise _unreachable(url, path, error) from error
+
+
+def _read(response: BinaryIO, url: str, path: Path) -> bytes:
+    try:
+        return response.read(BLOCK)
+    except (OSError, http.client.HTTPException) as error:  # the connection dropped mid-transfer
+        raise _unreachable(url, path, error) from error
+
+
+def prepare_command(directory: Path) -> str:
+    """The command that fetches again the dataset whose files are in `directory` (root/<name>)."""
+    return f"`orthoreg prepare-data --dataset {directory.name} --data-dir {directory.parent}`"
+
+
+def fetch_verified(url: str, path: Path, md5: str, *, rerun: str = "the command") -> Path:
     """`path` verified against `md5`: a file already there is checked (a mismatch names it and says to
-    delete it), otherwise `url` is downloaded to it."""
+    delete it and `rerun`), otherwise `url` is downloaded to it."""
     if path.exists():
-        remedy = f"the file is corrupt or not the official one: delete it and rerun to download {url}"
+        remedy = (
+            f"the file is corrupt, truncated or not the official one: delete it and rerun {rerun} to"
+            f" download it again from {url}"
+        )
         verify_md5(path, md5, str(path), remedy)
         return path
     return download(url, path, md5=md5)

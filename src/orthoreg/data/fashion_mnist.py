@@ -7,8 +7,9 @@ The files are looked for, then fetched, in this order, the first that works winn
    password-less sudo (announced on stderr first), or reinstalled when its folder was removed;
 3. the upstream files torchvision downloads, MD5-checked.
 When all fail, one error names every remedy with its command. Whatever the source, the content of
-each decompressed file is checked against the official SHA-256 (Debian recompresses the .gz files, so
-their bytes differ from upstream's while the content is the same).
+each decompressed file is checked against the official SHA-256 before it is parsed (Debian recompresses
+the .gz files, so their bytes differ from upstream's while the content is the same). A corrupt,
+truncated or unreadable file is a one-line ValueError naming it, what is wrong and how to restore it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from orthoreg.data.download import fetch_verified
+from orthoreg.data.download import fetch_verified, prepare_command
 from orthoreg.data.registry import DatasetInfo, Split, register_dataset
 
 VARIABLE = "ORTHOREG_FASHION_MNIST_DIR"
@@ -39,6 +41,14 @@ UPSTREAM_MD5 = {
     "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+# the MD5s of Debian's recompressed .gz files, as dpkg records them for dataset-fashion-mnist
+# 0.0~git20200523.55506a9-1; named in the error for a .gz that does not decompress
+DEBIAN_MD5 = {
+    "train-images-idx3-ubyte.gz": "cf8536b0aa1a6ac5fa3f23001093305c",
+    "train-labels-idx1-ubyte.gz": "10bea18fdb374794d4bb42e356e600c9",
+    "t10k-images-idx3-ubyte.gz": "f78720b4224f21cce2f2ccf2d7a94c9a",
+    "t10k-labels-idx1-ubyte.gz": "0d30e22e447f3c33dab9ed536400ac01",
 }
 # SHA-256 of the DECOMPRESSED IDX files of the official release, measured on Debian's
 # dataset-fashion-mnist 0.0~git20200523.55506a9-1 (the content of upstream's .gz files).
@@ -124,9 +134,10 @@ def install_debian_package() -> str | None:
 
 
 def download_upstream(folder: Path) -> Path:
-    """The four upstream .gz files in `folder`, each MD5-checked before it appears there."""
+    """The four upstream .gz files in `folder` (root/fashion_mnist/download), each MD5-checked before
+    it appears there."""
     for name, md5 in UPSTREAM_MD5.items():
-        fetch_verified(MIRROR + name, folder / name, md5)
+        fetch_verified(MIRROR + name, folder / name, md5, rerun=prepare_command(folder.parent))
     return folder
 
 
@@ -173,19 +184,46 @@ def locate_files(directory: Path) -> Path:
     )
 
 
-def read_file(folder: Path, stem: str, kind: str) -> torch.Tensor:
-    """One IDX file (gzipped or not), its decompressed content checked against the official SHA-256."""
+def restore(folder: Path, directory: Path) -> str:
+    """How to get back an intact copy of a file found in `folder` (see locate_files)."""
+    if os.environ.get(VARIABLE):
+        return f"put an intact copy there, or unset {VARIABLE}"
+    if folder == DEBIAN_DIR:
+        return f"restore Debian's copy: sudo apt-get install --reinstall {DEBIAN_PACKAGE}"
+    return f"delete it and rerun {prepare_command(directory)} to download it again"
+
+
+def idx_content(path: Path, remedy: str) -> bytes:
+    """The IDX bytes of `path`, decompressed when it is a .gz; a file that cannot be read or
+    decompressed is a ValueError naming it, the MD5s a .gz should have and `remedy`."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}; {remedy}") from error
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(
+            f"checksum mismatch for {path}: MD5 {hashlib.md5(raw).hexdigest()}, expected"
+            f" {UPSTREAM_MD5[path.name]} (upstream's file) or {DEBIAN_MD5[path.name]} (Debian's);"
+            f" the file is corrupt or truncated ({error}); {remedy}"
+        ) from error
+
+
+def read_file(folder: Path, stem: str, kind: str, remedy: str) -> torch.Tensor:
+    """One IDX file (gzipped or not), its decompressed content checked against the official SHA-256
+    before it is parsed."""
     path = next((p for p in (folder / f"{stem}.gz", folder / stem) if p.exists()), None)
     if path is None:
         raise FileNotFoundError(f"{stem}.gz (or {stem}) not found in {folder}")
-    try:
-        content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
+    content = idx_content(path, remedy)
     actual, expected = hashlib.sha256(content).hexdigest(), FILES[stem]
     if actual != expected:
         raise ValueError(
-            f"checksum mismatch for {path}: decompressed content SHA-256 {actual}, expected {expected}"
+            f"checksum mismatch for {path}: decompressed content SHA-256 {actual}, expected {expected};"
+            f" {remedy}"
         )
     array = parse_idx(content, str(path))
     if tuple(array.shape[1:]) != SAMPLE_SHAPES[kind]:
@@ -198,14 +236,15 @@ def fetch_fashion_mnist(directory: Path) -> tuple[Split, Split]:
     """The 28x28 grayscale images, zero-padded by 2 px on every side to 1x32x32 (the background is
     already 0), so the CIFAR architectures keep their 32 -> 16 -> 8 downsampling with in_channels=1."""
     folder = locate_files(directory)
-    print(f"orthoreg: Fashion-MNIST from {folder}", file=sys.stderr, flush=True)
+    remedy = restore(folder, directory)
     splits = []
     for prefix in ("train", "t10k"):
-        images = read_file(folder, f"{prefix}-images-idx3-ubyte", "images")
-        labels = read_file(folder, f"{prefix}-labels-idx1-ubyte", "labels")
+        images = read_file(folder, f"{prefix}-images-idx3-ubyte", "images", remedy)
+        labels = read_file(folder, f"{prefix}-labels-idx1-ubyte", "labels", remedy)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{folder}: {images.shape[0]} {prefix} images but {labels.shape[0]} labels")
         splits.append((F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels.to(torch.int64)))
+    print(f"orthoreg: Fashion-MNIST from {folder}", file=sys.stderr, flush=True)
     return splits[0], splits[1]
 
 

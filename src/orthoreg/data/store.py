@@ -1,7 +1,8 @@
 """Prepared datasets on disk: each is fetched and verified once (`orthoreg prepare-data`, the
 pipeline's `data` rule) and stored as uint8 tensors in root/<name>/{train,test}.pt beside a
 prepared.json marker holding their SHA-256s. Training jobs only read these files, so they never
-download concurrently; the marker is written last, so a dataset is either prepared or absent.
+download concurrently; the marker is written last, so a dataset is either prepared or absent, and
+every read checks a split against its SHA-256 (what that costs: benchmarks/verification.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from orthoreg.data.registry import DatasetInfo, Split, get_dataset
-from orthoreg.files import PathLike, file_digest, save_json, save_torch
+from orthoreg.files import PathLike, file_digest, load_torch, save_json, save_torch
 
 SPLITS = ("train", "test")
 MARKER = "prepared.json"
@@ -74,16 +75,32 @@ def check_prepared(name: str, root: PathLike) -> None:
         )
 
 
+def _recorded_digest(name: str, root: PathLike, split: str) -> str:
+    marker = marker_path(root, name)
+    try:
+        return json.loads(marker.read_text())["files"][split]["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(
+            f"{marker} is not a prepared-dataset record; run `orthoreg prepare-data --dataset {name} "
+            f"--data-dir {root}`, which prepares it again"
+        ) from None
+
+
 def load_split(name: str, root: PathLike, split: str, limit: int | None = None) -> Split:
-    """The stored (images uint8 [N,C,H,W], labels int64 [N]) of a prepared dataset; `limit` keeps the
-    first N, the same for every run."""
+    """The stored (images uint8 [N,C,H,W], labels int64 [N]) of a prepared dataset, checked against
+    the SHA-256 prepared.json recorded (a changed byte is refused); `limit` keeps the first N, the
+    same for every run."""
     get_dataset(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     check_prepared(name, root)
-    stored = torch.load(Path(root) / name / f"{split}.pt", weights_only=True)
+    stored = load_torch(
+        Path(root) / name / f"{split}.pt",
+        sha256=_recorded_digest(name, root, split),
+        remedy=f"run `orthoreg prepare-data --dataset {name} --data-dir {root}`, which prepares it again",
+    )
     images, labels = stored["images"], stored["labels"]
     if limit is not None:
         images, labels = images[:limit], labels[:limit]

@@ -1,4 +1,5 @@
-"""Read every run directory under a root into tidy pandas frames (one per kind of result file).
+"""Read run directories into tidy pandas frames (one per kind of result file): a grid's runs, or
+every run under a root.
 
 A run is any folder holding run.json; the files beside it (history.csv, eval.json, layers.csv,
 spectra.csv, robustness.json, model.pt) are optional, so partial results still contribute what they
@@ -81,12 +82,22 @@ def _check_fractions(frame: pd.DataFrame, column: str, path: Path) -> None:
         _fraction(value, f"{path} column {column}")
 
 
-def discover_runs(runs_root: Path) -> list[Path]:
-    """Every directory under runs_root that holds a run.json, in a stable order."""
+def discover_runs(runs_root: Path, expected: list[dict[str, Any]] | None = None) -> list[Path]:
+    """The run directories to read, in a stable order: with `expected` (a grid), its runs under
+    runs_root that hold a run.json, so runs of other configs or recipes in the same folder stay out;
+    without it, every directory under runs_root that holds a run.json."""
     runs_root = Path(runs_root)
     if not runs_root.is_dir():
         raise FileNotFoundError(f"runs root {runs_root} is not a directory; pass the results folder")
-    return sorted(path.parent for path in runs_root.rglob("run.json"))
+    if expected is None:
+        return sorted(path.parent for path in runs_root.rglob("run.json"))
+    root = runs_root.resolve()
+    directories = (Path(record["run_dir"]) for record in expected)
+    return sorted(
+        directory
+        for directory in directories
+        if directory.resolve().is_relative_to(root) and (directory / "run.json").is_file()
+    )
 
 
 def _run_identity(record: dict, path: Path) -> dict[str, Any]:
@@ -270,13 +281,13 @@ def _check_duplicates(rows: list[dict]) -> None:
 
 
 def load_runs(runs_root: Path, expected: list[dict[str, Any]] | None = None) -> RunData:
-    """Read every run under runs_root; unfinished runs are kept aside in `incomplete`, not averaged.
-    `expected` (the grid's runs) is kept with them for the missing-runs table."""
+    """Read the runs under runs_root (only the grid's, when `expected` names them); unfinished runs
+    are kept aside in `incomplete`, not averaged. `expected` is kept for the missing-runs table."""
     parts: dict[str, list] = {
         name: [] for name in ("history", "orthogonality", "layers", "spectra", "corruptions", "adversarial")
     }
     rows, incomplete = [], []
-    for run_dir in discover_runs(runs_root):
+    for run_dir in discover_runs(runs_root, expected):
         record = _read_json(run_dir / "run.json")
         if not isinstance(record, dict):
             raise ValueError(f"{run_dir / 'run.json'}: expected a JSON object")

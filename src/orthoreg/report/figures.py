@@ -19,7 +19,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from orthoreg.files import load_torch
 from orthoreg.metrics import cosine_gram
 from orthoreg.report.collect import RunData
 from orthoreg.report.order import FAMILY_LABEL, FAMILY_ORDER, REFERENCE, ordered
@@ -33,6 +32,7 @@ from orthoreg.report.tables_robustness import (
     corruption_per_seed,
 )
 from orthoreg.report.writers import Table
+from orthoreg.runs import load_weights, read_record
 
 MAX_LAYER_COLUMN_TOKENS = (("max", "cos"), ("coherence",))
 RESIDUAL_COLUMN_TOKENS = (("holistic",), ("residual",))
@@ -251,7 +251,7 @@ def chosen_layers(data: RunData) -> dict[tuple[str, str], tuple[str, dict[str, n
     chosen = _first_runs_with_model(runs) if len(runs) else runs
     found: dict[tuple[str, str], tuple[str, dict[str, np.ndarray]]] = {}
     for record in chosen.to_dict("records"):
-        state = load_torch(f"{record['run_dir']}/model.pt")
+        state = load_weights(record["run_dir"], read_record(record["run_dir"]))
         layer = representative_layer(state)
         if layer is None:
             continue

@@ -2,7 +2,8 @@
 
 Each archive from Zenodo extracts to a folder holding `<corruption>.npy`, a uint8 array
 (5 * n, 32, 32, 3): the n test images at severity 1, then severity 2, ... 5, and `labels.npy` with the
-5 * n matching labels. The archive's MD5 is checked before anything is extracted.
+5 * n matching labels. The archive's MD5 is checked before anything is extracted; an archive or
+.npy file that cannot be read is a one-line ValueError naming it and how to fetch it again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +104,7 @@ def install_archive(
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{archive.folder}."))
     try:
-        with tarfile.open(tar_path) as tar:
-            _safe_extract(tar, staging)
+        _extract(Path(tar_path), staging)
         extracted = staging / archive.folder
         if not (extracted / "labels.npy").is_file():
             raise ValueError(f"{tar_path} holds no {archive.folder}/labels.npy; not a CIFAR-C archive")
@@ -114,6 +115,25 @@ def install_archive(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _extract(tar_path: Path, staging: Path) -> None:
+    """Extract the (verified) tar into `staging`, a folder of the root; a corrupt tar is a ValueError,
+    a write that fails without naming a file (a full disk) an OSError naming the root."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            _safe_extract(tar, staging)
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise ValueError(
+            f"{tar_path} is corrupt, truncated or not the official archive"
+            f" ({str(error) or type(error).__name__}); delete it and download it again"
+        ) from error
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(
+            error.errno, f"{error.strerror} while extracting {tar_path}", str(staging.parent)
+        ) from error
 
 
 def download_cifar_c(
@@ -139,6 +159,18 @@ def _archive(dataset: str) -> Archive:
     return ARCHIVES[dataset]
 
 
+def _open_npy(path: Path) -> np.ndarray:
+    """`path` memory-mapped; a truncated or corrupt .npy is a ValueError naming it (numpy's own message
+    advises loading unsafely, so it is left out)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, EOFError) as error:
+        raise ValueError(
+            f"{path} is corrupt or truncated (not a readable .npy array); delete {path.parent} and rerun"
+            f" with --cifar-c-dir {path.parent.parent} --download to fetch the official files again"
+        ) from error
+
+
 def load_official(
     folder: str | os.PathLike[str], corruption: str, severity: int, limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,8 +183,7 @@ def load_official(
     path = folder / f"{corruption}.npy"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; present: {', '.join(present_corruptions(folder))}")
-    images = np.load(path, mmap_mode="r")
-    labels = np.load(folder / "labels.npy", mmap_mode="r")
+    images, labels = _open_npy(path), _open_npy(folder / "labels.npy")
     if (
         images.ndim != 4
         or images.dtype != np.uint8
