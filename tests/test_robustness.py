@@ -4,6 +4,7 @@ and PGD on a trained tiny model, and robustness.json from the CLI."""
 import colorsys
 import hashlib
 import json
+import socket
 import tarfile
 
 import numpy as np
@@ -338,10 +339,14 @@ def test_install_archive_checks_the_md5_before_extracting(tmp_path):
     with pytest.raises(ValueError, match="does not match the published 56bf5dcef84df0e2308c6dcbcbbd8499"):
         install_archive(tar_path, root, "cifar10")
     assert not root.exists()  # nothing was extracted
+    killed = root / f".CIFAR-10-C.{2**22 + 1}@{socket.gethostname()}.abcdefgh.tmp"  # a SIGKILLed extraction's
+    (killed / "CIFAR-10-C").mkdir(parents=True)
     folder = install_archive(tar_path, root, "cifar10", md5=md5)
     assert folder == root / "CIFAR-10-C" and official_folder(root, "cifar10") == folder
     assert load_official(folder, "contrast", 5)[1].tolist() == [8] * 5 + [9] * 5
-    assert sorted(p.name for p in root.iterdir()) == ["CIFAR-10-C"]  # no staging folder left behind
+    assert sorted(p.name for p in root.iterdir()) == [
+        "CIFAR-10-C"
+    ]  # no staging folder left, nor the killed one
 
 
 def test_download_fetches_verifies_and_extracts_once(tmp_path):

@@ -3,8 +3,9 @@
 A writer fills a temporary file in the target's folder, flushes it to disk and renames it over the
 target, so a kill at any instant leaves the old file or the new one, never a torn one. Everything
 that writes a result, a checkpoint, a table, a figure or a download goes through `atomic_write`.
-A temporary file is named after its target and its writer (`.model.pt.<pid>@<host>.<random>.tmp`),
-so the next write of the same target removes what a killed writer left behind.
+A temporary file (or folder: a CIFAR-C extraction) is named after its target and its writer
+(`.model.pt.<pid>@<host>.<random>.tmp`), so the next write of the same target removes what a killed
+writer left behind.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import tempfile
 import time
@@ -41,7 +43,7 @@ def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     os.close(handle)
     temporary = Path(name)
     try:
@@ -56,7 +58,8 @@ def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
     except OSError as error:
         temporary.unlink(missing_ok=True)
         if error.errno in DISK_FULL:
-            raise OSError(error.errno, f"no space left on device while writing {path}", str(path)) from error
+            words = f"no space left on device while writing {path} (left as it was); free space and run again"
+            raise OSError(error.errno, words, str(path)) from error
         raise
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -64,13 +67,14 @@ def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def _temporary_prefix(path: Path) -> str:
+def temporary_prefix(path: Path) -> str:
+    """How the name of a temporary file or folder for `path` begins: `.<name>.<pid>@<host>.`"""
     return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporary files a killed writer of `path` left: those of a process of this machine
-    that no longer runs, and those of another machine untouched for an hour."""
+    """Remove the temporary files and folders a killed writer of `path` left: those of a process of
+    this machine that no longer runs, and those of another machine untouched for an hour."""
     removed = []
     prefix, host = f".{path.name}.", socket.gethostname()
     for temporary in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
@@ -85,7 +89,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
                 else time.time() - temporary.stat().st_mtime > STALE_AFTER_S
             )
             if stale:
-                temporary.unlink()
+                shutil.rmtree(temporary) if temporary.is_dir() else temporary.unlink()
                 removed.append(temporary)
         except FileNotFoundError:  # its writer finished or removed it meanwhile
             continue

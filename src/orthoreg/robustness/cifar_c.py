@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from orthoreg.data.download import download, verify_md5
+from orthoreg.files import remove_stale_temporaries, temporary_prefix
 from orthoreg.robustness.corruptions import SEVERITIES
 
 
@@ -102,13 +103,14 @@ def install_archive(
     verify_md5(Path(tar_path), expected, str(tar_path), remedy)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{archive.folder}."))
+    target = root / archive.folder
+    remove_stale_temporaries(target)  # what an extraction killed before left
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=temporary_prefix(target), suffix=".tmp"))
     try:
         _extract(Path(tar_path), staging)
         extracted = staging / archive.folder
         if not (extracted / "labels.npy").is_file():
             raise ValueError(f"{tar_path} holds no {archive.folder}/labels.npy; not a CIFAR-C archive")
-        target = root / archive.folder
         if target.exists():
             shutil.rmtree(target)
         os.replace(extracted, target)
