@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -72,32 +73,27 @@ def temporary_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
+def remove_stale_temporaries(path: Path) -> None:
     """Remove the temporary files and folders a killed writer of `path` left: those of a process of
     this machine that no longer runs, and those of another machine untouched for an hour."""
-    removed = []
     prefix, host = f".{path.name}.", socket.gethostname()
-    for temporary in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
-        writer, _, _ = temporary.name[len(prefix) :].rpartition(".")[0].rpartition(".")
+    for temporary in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        # the rest of the name is <pid>@<host>.<random>.tmp
+        writer = temporary.name[len(prefix) :].removesuffix(".tmp").rpartition(".")[0]
         pid, _, writer_host = writer.partition("@")
         if not pid.isdigit():
             continue
         try:
-            stale = (
-                not _process_runs(int(pid))
-                if writer_host == host
-                else time.time() - temporary.stat().st_mtime > STALE_AFTER_S
-            )
-            if stale:
-                shutil.rmtree(temporary) if temporary.is_dir() else temporary.unlink()
-                removed.append(temporary)
+            if writer_host == host:
+                stale = not _process_runs(int(pid))
+            else:
+                stale = time.time() - temporary.stat().st_mtime > STALE_AFTER_S
+            if stale and temporary.is_dir():
+                shutil.rmtree(temporary)
+            elif stale:
+                temporary.unlink()
         except FileNotFoundError:  # its writer finished or removed it meanwhile
             continue
-    return removed
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{char}]" if char in "*?[" else char for char in text)
 
 
 def _process_runs(pid: int) -> bool:
