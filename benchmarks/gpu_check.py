@@ -53,7 +53,7 @@ from orthoreg.data.fashion_mnist import DEBIAN_DIR, holds_files
 from orthoreg.data.fashion_mnist import VARIABLE as FASHION_MNIST_VARIABLE
 from orthoreg.devices import LOCK_DIR_ENV
 from orthoreg.files import save_json
-from orthoreg.grid import all_runs, main_runs, train_config
+from orthoreg.grid import all_runs, main_runs, merge_configs, train_config
 from orthoreg.models import build_model
 from orthoreg.precision import autocast_dtype
 from orthoreg.provenance import device_label, git_commit, now
@@ -600,19 +600,7 @@ def regularizer_steps(context: Context, model: str, penalties: Sequence[str]) ->
 def merged_config(paths: Sequence[str]) -> dict[str, Any]:
     """The pipeline config as Snakemake builds it: each file merged over the one before (nested
     mappings update, anything else replaces)."""
-
-    def update(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-        for key, value in new.items():
-            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    config: dict[str, Any] = {}
-    for path in paths:
-        update(config, yaml.safe_load((ROOT / path).read_text()))
-    return config
+    return merge_configs(*(yaml.safe_load((ROOT / path).read_text()) for path in paths))
 
 
 def penalised_fraction(config: TrainConfig) -> float:

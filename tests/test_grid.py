@@ -20,22 +20,20 @@ def load(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-def update(base, new):
-    """Snakemake's merge of one config over another: nested dicts update, everything else replaces."""
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def merged(*names):
     """Snakemake's merge of several config files."""
-    config = {}
-    for name in names:
-        update(config, load(name))
-    return config
+    return grid.merge_configs(*(load(name) for name in names))
+
+
+def test_configs_merge_as_snakemake_merges_them():
+    base = {"seeds": [0, 1, 2], "train": {"epochs": 200, "lr": 0.1}, "ablations": {"rho": {"values": [1]}}}
+    over = {"seeds": [0], "train": {"epochs": 1}, "ablations": None}
+    assert grid.merge_configs(base, over) == {
+        "seeds": [0],
+        "train": {"epochs": 1, "lr": 0.1},
+        "ablations": None,
+    }
+    assert base["train"] == {"epochs": 200, "lr": 0.1} and over["train"] == {"epochs": 1}
 
 
 def test_paper_grid_is_the_full_product_of_the_issue():
@@ -227,7 +225,7 @@ def _ablation(param, regularizers, values):
     ],
 )
 def test_bad_override_or_ablation_names_its_key_path_and_what_is_accepted(change, message):
-    config = update(merged("config.yaml", "ci.yaml"), change)
+    config = grid.merge_configs(merged("config.yaml", "ci.yaml"), change)
     with pytest.raises(ValueError, match=re.escape(message)):
         grid.check_config_keys(config)
         grid.check_config_names(config)
@@ -236,7 +234,9 @@ def test_bad_override_or_ablation_names_its_key_path_and_what_is_accepted(change
 def test_schema_types_each_override_as_the_regularization_defaults_and_refuses_empty_ablation_seeds():
     validator = jsonschema.Draft202012Validator(SCHEMA)
     config = merged("config.yaml", "ci.yaml")
-    good = update(merged("config.yaml", "ci.yaml"), _overrides({"dn_relaxed": {"rho": 0.3, "lambda": 0.01}}))
+    good = grid.merge_configs(
+        merged("config.yaml", "ci.yaml"), _overrides({"dn_relaxed": {"rho": 0.3, "lambda": 0.01}})
+    )
     assert validator.is_valid(config) and validator.is_valid(good)
     grid.check_config_keys(good)
     grid.check_config_names(good)
@@ -247,7 +247,7 @@ def test_schema_types_each_override_as_the_regularization_defaults_and_refuses_e
         _overrides({"dn_relaxed": 0.3}),
         {"ablations": {"seeds": []}},
     ]:
-        bad = update(merged("config.yaml", "ci.yaml"), change)
+        bad = grid.merge_configs(merged("config.yaml", "ci.yaml"), change)
         assert not validator.is_valid(bad), change
 
 

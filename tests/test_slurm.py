@@ -125,15 +125,6 @@ def _rule(comment: str) -> str:
     return comment.strip("'").removeprefix("rule_").split("_wildcards_")[0]
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """Snakemake's merge of a --configfile over the Snakefile's config: nested dicts update."""
-    merged = dict(base)
-    for key, value in over.items():
-        both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        merged[key] = _merged(base[key], value) if both else value
-    return merged
-
-
 def _epochs_done(run_dir: Path) -> int:
     history = run_dir / "history.csv"
     if not history.is_file():
@@ -151,7 +142,7 @@ def slurm_demo(slurm_cluster, tmp_path_factory) -> SlurmDemo:
     config_file = workdir / "slurm_ci.yaml"
     config_file.write_text(yaml.safe_dump(config))
     paper = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    planned = grid.main_runs(_merged(paper, config))
+    planned = grid.main_runs(grid.merge_configs(paper, config))
     cancelled_run = next(run.path for run in planned if run.regularizer == "none")
     cancel_comment = "rule_train_wildcards_" + cancelled_run.replace("/", "_")
 

@@ -131,16 +131,15 @@ def save_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: Pa
     return save_text(buffer.getvalue(), path)
 
 
-def torch_bytes(obj: Any) -> bytes:
-    """What torch.save writes, in memory: written by Python's own I/O, a full disk is an OSError naming
-    the file (torch's own writer says "unexpected pos"), and its digest costs no second read."""
+def save_torch(obj: Any, path: PathLike) -> str:
+    """torch.save `obj` to `path` and return the SHA-256 of the bytes written. The object is
+    serialised in memory, so Python's own I/O writes it (a full disk is an OSError naming the file,
+    where torch's writer says "unexpected pos") and the digest costs no second read."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def save_torch(obj: Any, path: PathLike) -> Path:
-    return save_bytes(torch_bytes(obj), path)
+    content = buffer.getvalue()
+    save_bytes(content, path)
+    return hashlib.sha256(content).hexdigest()
 
 
 def load_torch(

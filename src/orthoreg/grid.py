@@ -121,6 +121,17 @@ def _check_names(values: Iterable[str], valid: Iterable[str], key: str) -> None:
             raise ValueError(f"config {key}: unknown name {value!r}; valid names: {', '.join(valid)}")
 
 
+def merge_configs(*configs: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline config as Snakemake builds it from the Snakefile's config and each --configfile:
+    every one merged over the one before, nested mappings updated, anything else replaced."""
+    merged: dict[str, Any] = {}
+    for config in configs:
+        for key, value in config.items():
+            both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+            merged[key] = merge_configs(merged[key], value) if both else value
+    return merged
+
+
 def check_config_keys(config: Mapping[str, Any]) -> None:
     """Refuse an unknown key, naming it and the allowed ones, down to each regulariser's overrides, and
     an empty list under `ablations:`, which would drop its runs silently (run before the schema, whose

@@ -15,7 +15,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -43,7 +42,7 @@ from orthoreg.checkpoint import (
 from orthoreg.config import TrainConfig, config_differences, recipe_digest
 from orthoreg.data import TensorLoader, check_prepared, dataset_info, load_split
 from orthoreg.devices import resolve_device
-from orthoreg.files import file_digest, save_bytes, save_csv, save_json, torch_bytes
+from orthoreg.files import file_digest, save_csv, save_json, save_torch
 from orthoreg.metrics import layer_metrics, summarize
 from orthoreg.models import model_options
 from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
@@ -376,9 +375,8 @@ class Trainer:
             "started": self.position.started,
             "finished": now(),
         }
-        weights = torch_bytes({key: value.cpu() for key, value in self.model.state_dict().items()})
-        record["model_sha256"] = hashlib.sha256(weights).hexdigest()
-        save_bytes(weights, self.out / "model.pt")
+        weights = {key: value.cpu() for key, value in self.model.state_dict().items()}
+        record["model_sha256"] = save_torch(weights, self.out / "model.pt")
         save_csv(history, HISTORY_COLUMNS, self.out / "history.csv")
         save_json(record, self.out / "run.json")
         return record

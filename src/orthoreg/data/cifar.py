@@ -86,7 +86,7 @@ def fetch_cifar(name: str, directory: Path) -> tuple[Split, Split]:
     single member is read."""
     source = SOURCES[name]
     rerun = prepare_command(directory)
-    path = fetch_verified(source.url, directory / source.archive, source.md5, rerun=rerun)
+    path = fetch_verified(source.url, directory / source.archive, source.md5)
     try:
         with tarfile.open(path, "r:gz") as archive:
             return read_batches(archive, path, source, source.train), read_batches(

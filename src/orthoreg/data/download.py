@@ -68,9 +68,11 @@ def prepare_command(directory: Path) -> str:
     return f"`orthoreg prepare-data --dataset {directory.name} --data-dir {directory.parent}`"
 
 
-def fetch_verified(url: str, path: Path, md5: str, *, rerun: str = "the command") -> Path:
+def fetch_verified(url: str, path: Path, md5: str, *, rerun: str | None = None) -> Path:
     """`path` verified against `md5`: a file already there is checked (a mismatch names it and says to
-    delete it and `rerun`), otherwise `url` is downloaded to it."""
+    delete it and `rerun`, by default the prepare-data command of the dataset folder holding it),
+    otherwise `url` is downloaded to it."""
+    rerun = rerun or prepare_command(path.parent)
     if path.exists():
         remedy = (
             f"the file is corrupt, truncated or not the official one: delete it and rerun {rerun} to"

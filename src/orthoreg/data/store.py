@@ -37,10 +37,10 @@ def prepare_dataset(name: str, root: PathLike) -> Path:
     record: dict[str, object] = {"info": asdict(dataset.info), "files": {}}
     for split, (images, labels) in zip(SPLITS, splits):
         check_split(dataset.info, split, images, labels)
-        path = save_torch(
+        sha256 = save_torch(
             {"images": images.contiguous(), "labels": labels.contiguous()}, directory / f"{split}.pt"
         )
-        record["files"][split] = {"sha256": file_digest(path), "count": int(labels.numel())}  # type: ignore[index]
+        record["files"][split] = {"sha256": sha256, "count": int(labels.numel())}  # type: ignore[index]
     save_json(record, marker)
     return marker
 
