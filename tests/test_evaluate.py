@@ -189,6 +189,10 @@ def test_cli_writes_eval_layers_and_spectra(tmp_path, untrained_run):
     evaluation = json.loads((run_dir / "eval.json").read_text())
     images, labels = load_split("synthetic", data_dir, "test", limit=64)
     expected = evaluate_model(model, images, labels, batch_size=64)
+    assert evaluation.pop("settings") == {"limit_test": 64, "batch_size": 25, "amp": "off"}
+    provenance = evaluation.pop("provenance")
+    assert provenance["threads"] == torch.get_num_threads() and provenance["cpu"]["capability"]
+    assert provenance["wall_seconds"] > 0 and provenance["cpu_seconds"] > 0
     orthogonality, expected_orthogonality = evaluation.pop("orthogonality"), expected.pop("orthogonality")
     assert evaluation.pop("forward_dtype") == expected.pop("forward_dtype") == "fp32"
     assert evaluation == pytest.approx(expected, rel=1e-5)

@@ -1,5 +1,6 @@
 """The experiment grid of the pipeline configs: runs, directories, arguments, validation."""
 
+import dataclasses
 import itertools
 import json
 import re
@@ -54,10 +55,12 @@ def test_paper_grid_is_the_full_product_of_the_issue():
 def test_ablation_runs_vary_one_parameter_on_one_model():
     config = load("config.yaml")
     gamma = grid.ablation_runs(config, "gamma")
-    assert len(gamma) == 2 * 5 * 3
+    # 2 regularisers x 5 values x 3 seeds, less the gamma = 1 cells: the main grid's runs (gamma 1)
+    assert len(gamma) == 2 * 4 * 3 and 1.0 not in {r.ablation[1] for r in gamma}
     assert {r.model for r in gamma} == {config["ablations"]["model"]}
     assert {r.ablation[0] for r in gamma} == {"gamma"}
-    assert len(set(grid.all_runs(config))) == 432 + 30 + 12 + 24 + 3
+    # rho 0.5 and lambda 0.1 are the main grid's too: 432 + 24 + 3 x 3 + 2 x 3 x 3 + 3
+    assert len(set(grid.all_runs(config))) == 432 + 24 + 9 + 18 + 3
     relaxation = grid.ablation_runs(config, "relaxation")
     assert {run.path.split("/")[-3] for run in relaxation} == {"relaxation=rank"}
 
@@ -261,3 +264,20 @@ def test_expected_runs_file_lists_every_run(tmp_path):
     assert records[0]["run_dir"] == f"results/runs/fashion_mnist/resnet8/none/{runs[0].recipe}/seed0"
     assert records[0]["recipe"] == runs[0].recipe
     assert [path.name for path in target.parent.iterdir()] == ["demo.json"]
+
+
+def test_an_ablation_cell_that_is_a_main_run_is_not_trained_twice():
+    """Issue: the ablations retrained runs identical to main-grid runs. A cell is reused exactly when its
+    settings, the ablation label aside, are a main run's: off the main grid's model it is trained."""
+    config = load("config.yaml")
+    main = {run.path for run in grid.main_runs(config)}
+    cells = [
+        grid.planned(grid.Run("cifar100", "resnet56", "dn_strict", seed, ("gamma", value)), config)
+        for seed in (0, 1, 2)
+        for value in (1.0, 3.0)
+    ]
+    assert [grid.is_main_run(cell, config) for cell in cells] == [True, False] * 3
+    reused = dataclasses.replace(cells[0], ablation=None)
+    assert grid.planned(reused, config).path in main
+    elsewhere = {**config, "models": ["resnet20"]}
+    assert len(grid.ablation_runs(elsewhere, "gamma")) == 2 * 5 * 3

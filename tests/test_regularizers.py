@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import orthoreg
-from orthoreg.regularizers import regularized_layers, relaxation_k, welch_bound
+from orthoreg.regularizers import regularized_layers, regularizer_spec, relaxation_k, welch_bound
 
 # (name of the case, weight shape, stride): wide, tall, square, 1x1, linear, stride-2
 SHAPES = [
@@ -25,7 +25,7 @@ SHAPES = [
 
 
 def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
-    """The formulas of the shared PAPER.md, in float64, one loop at a time."""
+    """The formulas of docs/method.md, in float64, one loop at a time."""
     w = weight.to(torch.float64)
     W = w.reshape(w.shape[0], -1)
     o, n = W.shape
@@ -45,6 +45,19 @@ def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
     if name == "srip":
         sigma = torch.linalg.matrix_norm(small - eye_s, ord=2)
         return sigma**2 if squared else sigma
+    if name == "gor":
+        groups = min(32, max(1, o // 4))
+        if o % groups:
+            raise ValueError(f"{o} filters in {groups} groups")
+        size = o // groups
+        total = W.sum() * 0
+        for g in range(groups):
+            block = W[g * size : (g + 1) * size]
+            gram = block @ block.T if size <= n else block.T @ block
+            total = total + ((gram - torch.eye(gram.shape[0], dtype=torch.float64)) ** 2).sum()
+        return total
+    if name in CONSTRAINTS:  # constrained, not penalised
+        return W.sum() * 0
     if name == "ocnn":
         K = w if w.dim() == 4 else w[:, :, None, None]
         k = K.shape[-1]
@@ -78,7 +91,8 @@ def options_for(name, stride):
     return {"ocnn": {"stride": stride}, "srip": {"exact": True}}.get(name, {})
 
 
-NAMES = sorted(set(orthoreg.available_regularizers()) - {"none"})
+CONSTRAINTS = {name for name in orthoreg.available_regularizers() if regularizer_spec(name).constrain}
+NAMES = sorted(set(orthoreg.available_regularizers()) - {"none"} - CONSTRAINTS)
 
 
 def random_weight(shape, seed):
@@ -90,6 +104,10 @@ def random_weight(shape, seed):
 @pytest.mark.parametrize(("case", "shape", "stride"), SHAPES, ids=[s[0] for s in SHAPES])
 def test_value_and_gradient_match_the_float64_formula(name, case, shape, stride):
     weight = random_weight(shape, seed=len(case)).requires_grad_()
+    if name == "gor" and shape[0] == 9:  # 9 filters do not split into min(32, 9 // 4) = 2 groups
+        with pytest.raises(ValueError, match="cannot split 9 filters evenly"):
+            orthoreg.penalty(name, weight)
+        return
     value = orthoreg.penalty(name, weight, **options_for(name, stride))
     value.backward()
     expected_weight = weight.detach().double().requires_grad_()
@@ -150,7 +168,7 @@ def orthogonal(o, n, seed):
     return (q.T if o <= n else q).float()
 
 
-@pytest.mark.parametrize("name", ["fro", "so", "mc", "srip", "dn_strict", "dn_relaxed", "dn_welch"])
+@pytest.mark.parametrize("name", ["fro", "so", "mc", "srip", "dn_strict", "dn_relaxed", "dn_welch", "gor"])
 def test_zero_at_orthonormal_rows(name):
     weight = orthogonal(6, 18, seed=5).reshape(6, 2, 3, 3)
     assert float(orthoreg.penalty(name, weight)) == pytest.approx(0.0, abs=1e-5)
@@ -187,7 +205,7 @@ def test_welch_bound_is_reached_by_an_equiangular_tight_frame():
     o=st.integers(2, 9),
     n=st.integers(2, 9),
     seed=st.integers(0, 10_000),
-    name=st.sampled_from(NAMES),
+    name=st.sampled_from([name for name in NAMES if name != "gor"]),  # gor groups consecutive filters
 )
 def test_invariant_under_permuting_filters(o, n, seed, name):
     weight = random_weight((o, n), seed)
@@ -350,7 +368,7 @@ def test_penalty_stays_float32_under_autocast():
     torch.testing.assert_close(value, orthoreg.model_penalty("dn_strict", model))
 
 
-@pytest.mark.parametrize("name", [name for name in orthoreg.available_regularizers() if name != "none"])
+@pytest.mark.parametrize("name", NAMES)
 def test_penalty_gradient_stays_float32_when_backward_runs_under_autocast(name):
     """A user's backward inside the autocast region must not turn the analytic backward into bf16."""
     model = MixedNet()
@@ -376,6 +394,9 @@ def test_available_regularizers_lists_every_name_with_a_description():
         "dn_strict",
         "dn_relaxed",
         "dn_welch",
+        "gor",
+        "orthogonal",
+        "spectral",
     }
     assert all(isinstance(text, str) and text for text in names.values())
 
@@ -403,7 +424,7 @@ def run_group_function(name, weight, **options):
     )
 
 
-@pytest.mark.parametrize("name", ["fro", "so", "dso", "mc", "dn_strict", "dn_relaxed", "dn_welch"])
+@pytest.mark.parametrize("name", ["fro", "so", "dso", "mc", "dn_strict", "dn_relaxed", "dn_welch", "gor"])
 @pytest.mark.parametrize("shape", [(5, 2, 2, 2), (7, 3), (4, 4)], ids=["wide", "tall", "square"])
 def test_analytic_backward_passes_gradcheck(name, shape):
     # float64 on generic weights: no ties in mc's maximum or dn_relaxed's exempt set
@@ -503,3 +524,45 @@ def test_ocnn_minus_the_released_padding_1_window_is_the_dropped_ring(shape):
     ring = full.square().sum() - full[..., 1:4, 1:4].square().sum()
     ours = orthoreg.penalty("ocnn", kernel, stride=1)
     assert ours.item() == pytest.approx(((released - target) ** 2).sum().item() + ring.item(), rel=1e-5)
+
+
+def authors_gor(weight, num_groups=32, min_num_filters=4):
+    """GOR as the authors' public code computes it (loop-less form, our transcription): the weight's
+    groups of consecutive filters stacked, and the squared distance of each group's smaller Gram from
+    the identity summed over the stack."""
+    w = weight.reshape(weight.shape[0], -1).double()
+    groups = min(num_groups, w.shape[0] // min_num_filters)
+    stacked = w.reshape(groups, w.shape[0] // groups, -1)
+    rows, cols = stacked.shape[1:]
+    if rows >= cols:
+        return torch.dist(stacked.transpose(1, 2) @ stacked, torch.eye(cols, dtype=torch.float64)) ** 2
+    return torch.dist(stacked @ stacked.transpose(1, 2), torch.eye(rows, dtype=torch.float64)) ** 2
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(16, 8, 3, 3), (64, 16, 1, 1), (640, 9), (16, 1, 3, 3), (24, 5)],
+    ids=["wide groups", "square groups", "32 groups", "16 filters of 9", "tall groups"],
+)
+def test_gor_equals_the_authors_formula(shape):
+    weight = random_weight(shape, seed=17)
+    expected = authors_gor(weight)
+    torch.testing.assert_close(orthoreg.penalty("gor", weight).double(), expected, rtol=2e-5, atol=1e-4)
+
+
+def test_gor_group_size_is_a_knob():
+    weight = random_weight((24, 6), seed=18)
+    # 3 groups of 8 filters (tall: 8 > 6), against the float64 sum over the three blocks
+    W = weight.double()
+    expected = sum(
+        ((W[g : g + 8].T @ W[g : g + 8] - torch.eye(6, dtype=torch.float64)) ** 2).sum() for g in (0, 8, 16)
+    )
+    value = orthoreg.penalty("gor", weight, group_size=8)
+    torch.testing.assert_close(value.double(), expected, rtol=2e-5, atol=1e-4)
+    assert float(orthoreg.penalty("gor", weight, group_size=24)) == pytest.approx(
+        float(orthoreg.penalty("so", weight)), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="cannot split 24 filters evenly.*group_size=5"):
+        orthoreg.penalty("gor", weight, group_size=5)
+    with pytest.raises(ValueError, match="group_size must be a positive integer, got 0"):
+        orthoreg.penalty("gor", weight, group_size=0)

@@ -638,6 +638,8 @@ def test_cli_writes_robustness_json(tmp_path, capsys, untrained_run):
         ("pgd", 8, 2),
         ("pgd", 8, 4),
     ]
+    provenance = result["provenance"]
+    assert provenance["cpu"]["model"] and provenance["wall_seconds"] > 0 and provenance["cpu_seconds"] > 0
     assert not list(run_dir.glob(".robustness.json.*"))
     assert "no official CIFAR-C files" in capsys.readouterr().out
 

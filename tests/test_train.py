@@ -61,6 +61,8 @@ RUN_JSON_KEYS = {
     "cpu_seconds_per_epoch",
     "load_average",
     "git_commit",
+    "git_dirty",
+    "cpu",
     "started",
     "finished",
     "model_sha256",
@@ -548,6 +550,8 @@ def test_claim_gpu_gives_each_process_its_own_device(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # three simulated GPUs, whatever this machine's CUDA_VISIBLE_DEVICES lists
+            env={key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"},
         )
 
     holders = [claimant() for _ in range(3)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from orthoreg.devices import resolve_device
 from orthoreg.files import save_csv, save_json
 from orthoreg.metrics import feature_metrics, layer_metrics, singular_values, summarize
 from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
+from orthoreg.provenance import provenance
 from orthoreg.runs import load_run
 
 ECE_BINS = 15
@@ -159,6 +161,7 @@ def evaluate_run(
         raise ValueError(f"limit_test must be >= 1 or None (all test images), got {limit_test}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    started = (time.monotonic(), time.process_time())
     torch_device = resolve_device(device)
     model, record = load_run(run_dir, torch_device)
     model = model.to(memory_format=torch.channels_last)
@@ -168,7 +171,11 @@ def evaluate_run(
     result = {
         **prediction_metrics(model, images, labels, batch_size=batch_size, device=torch_device, amp=amp),
         "orthogonality": summarize(layers),
+        "settings": {"limit_test": limit_test, "batch_size": batch_size, "amp": amp},
     }
+    result["provenance"] = provenance(
+        torch_device, time.monotonic() - started[0], time.process_time() - started[1]
+    )
     run_dir = Path(run_dir)
     save_csv(layers, list(layers[0]) if layers else ["layer"], run_dir / "layers.csv")
     save_csv(spectrum_rows(net, layers), ["layer", "index", "singular_value"], run_dir / "spectra.csv")

@@ -16,6 +16,7 @@ from typing import Any
 from orthoreg.config import (
     ABLATION_PARAMS,
     FIELDS,
+    RECIPE_ABLATIONS,
     RUNTIME_ONLY,
     TrainConfig,
     config_key,
@@ -34,6 +35,7 @@ CONFIG_KEYS = (
     "name",
     "data_dir",
     "results_dir",
+    "tables_dir",
     "figures_dir",
     "datasets",
     "models",
@@ -193,6 +195,8 @@ def check_config_names(config: Mapping[str, Any]) -> None:
 
 
 def _check_ablated_setting(param: str, ablated: Iterable[str], regularizers: Iterable[str]) -> None:
+    if param in RECIPE_ABLATIONS:  # every run has a recipe
+        return
     for name in ablated:
         if param not in regularizer_keys(name):
             takers = [other for other in regularizers if param in regularizer_keys(other)]
@@ -234,14 +238,20 @@ def _check_setting(model: str, dataset: str, regularizer: str, key: str, value: 
     """Raise, naming `where`, unless a run of `regularizer` accepts `value` for its setting `key`: the
     run's TrainConfig with that one setting is validated (TrainConfig's checks, the regulariser's
     `check=`), and NaN is refused even where a plugin's check would let it through."""
-    field = REGULARIZATION_FIELD_OF_KEY.get(key)
-    setting = {"reg_options": {key: value}} if field is None else {field: value}
+    field = key if key in RECIPE_ABLATIONS else REGULARIZATION_FIELD_OF_KEY.get(key)
+    setting = {"reg_options": {key: value}} if field is None else {field: _recipe_value(key, value)}
     try:
         TrainConfig(model=model, dataset=dataset, regularizer=regularizer, **setting).validate()
     except (TypeError, ValueError) as error:
         raise ValueError(f"config {where}: {error}") from None
     if isinstance(value, float) and math.isnan(value):
         raise ValueError(f"config {where}: got nan; give a number")
+
+
+def _recipe_value(key: str, value: Any) -> Any:
+    """An ablated recipe value as the recipe takes it: a whole number of epochs as an int."""
+    whole = isinstance(value, float) and value.is_integer()
+    return int(value) if key in RECIPE_ABLATIONS and whole else value
 
 
 def main_runs(config: Mapping[str, Any]) -> list[Run]:
@@ -256,7 +266,9 @@ def main_runs(config: Mapping[str, Any]) -> list[Run]:
 
 
 def ablation_runs(config: Mapping[str, Any], param: str) -> list[Run]:
-    """Runs of one ablation (gamma, rho or lambda) on the ablation model and dataset."""
+    """Runs of one ablation on the ablation model and dataset, except the cells that are a main-grid
+    run (the ablated value is the main grid's): those are not trained twice, and the report reads the
+    main run as that point of the curve."""
     if param not in ABLATION_PARAMS:
         raise ValueError(f"unknown ablation {param!r}; valid: {', '.join(ABLATION_PARAMS)}")
     ablations = config.get("ablations") or {}
@@ -264,7 +276,7 @@ def ablation_runs(config: Mapping[str, Any], param: str) -> list[Run]:
     if not spec:
         return []
     seeds = ablations.get("seeds", config["seeds"])
-    return [
+    cells = [
         planned(
             Run(
                 ablations["dataset"],
@@ -279,6 +291,22 @@ def ablation_runs(config: Mapping[str, Any], param: str) -> list[Run]:
         for value in spec["values"]
         for seed in seeds
     ]
+    return [cell for cell in cells if not is_main_run(cell, config)]
+
+
+def is_main_run(cell: Run, config: Mapping[str, Any]) -> bool:
+    """Whether an ablation cell's settings are those of a run in the main grid."""
+    main = Run(cell.dataset, cell.model, cell.regularizer, cell.seed)
+    in_grid = (
+        main.dataset in config["datasets"]
+        and main.model in config["models"]
+        and main.regularizer in config["regularizers"]
+        and main.seed in [int(seed) for seed in config["seeds"]]
+    )
+    if not in_grid:
+        return False
+    unlabelled = dataclasses.replace(train_config(cell, config), ablation=None)
+    return recipe_digest(unlabelled) == recipe_digest(train_config(main, config))
 
 
 def all_runs(config: Mapping[str, Any]) -> dict[str, Run]:
@@ -293,7 +321,7 @@ def regularizer_settings(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
     regularization = dict(config.get("regularization", {}))
     overrides = regularization.pop("overrides", {}) or {}
     settings = {**regularization, **overrides.get(run.regularizer, {})}
-    if run.ablation is not None:
+    if run.ablation is not None and run.ablation[0] not in RECIPE_ABLATIONS:
         param, value = run.ablation
         settings[param] = value
     accepted = set(regularizer_options(run.regularizer))
@@ -317,10 +345,19 @@ def train_config(run: Run, config: Mapping[str, Any]) -> TrainConfig:
         threads=config.get("threads"),
         reg_options={key: value for key, value in settings.items() if key not in names},
         **{names[key]: value for key, value in settings.items() if key in names},
-        **dict(config.get("train") or {}),
+        **_recipe(run, config),
     )
     run_config.validate()
     return run_config
+
+
+def _recipe(run: Run, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's `train:` recipe, with the run's ablated value when it ablates a recipe setting."""
+    recipe = dict(config.get("train") or {})
+    if run.ablation is not None and run.ablation[0] in RECIPE_ABLATIONS:
+        param, value = run.ablation
+        recipe[param] = _recipe_value(param, value)
+    return recipe
 
 
 def planned(run: Run, config: Mapping[str, Any]) -> Run:

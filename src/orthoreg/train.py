@@ -47,8 +47,8 @@ from orthoreg.metrics import layer_metrics, summarize
 from orthoreg.models import model_options
 from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
 from orthoreg.progress import Progress
-from orthoreg.provenance import device_label, git_commit, now, versions
-from orthoreg.regularizers import OrthogonalityRegularizer
+from orthoreg.provenance import cpu_description, device_label, git_commit, git_dirty, now, versions
+from orthoreg.regularizers import OrthogonalityRegularizer, constrained_parameters, plain_state_dict
 from orthoreg.regularizers.registry import resolve_options
 from orthoreg.runs import build_classifier
 
@@ -80,6 +80,17 @@ def learning_rate(config: TrainConfig, progress: float) -> float:
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * span))
     passed = sum(progress >= milestone for milestone in config.lr_milestones)
     return config.lr * config.lr_decay**passed
+
+
+def parameter_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """One group with the optimiser's weight decay; a hard constraint's parameters (whose scale the
+    constraint fixes) in a second group without it."""
+    constrained = constrained_parameters(model)
+    if not constrained:
+        return [{"params": list(model.parameters())}]
+    held = {id(parameter) for parameter in constrained}
+    free = [parameter for parameter in model.parameters() if id(parameter) not in held]
+    return [{"params": free}, {"params": constrained, "weight_decay": 0.0}]
 
 
 def make_train_step(
@@ -187,7 +198,7 @@ class Trainer:
             **config.reg_options,
         )
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
+            parameter_groups(self.model),
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
@@ -371,11 +382,13 @@ class Trainer:
             "versions": versions(),
             "device": device_label(self.device),
             "fast_path": self.fast_path(),
+            "cpu": cpu_description(),
             "git_commit": git_commit(),
+            "git_dirty": git_dirty(),
             "started": self.position.started,
             "finished": now(),
         }
-        weights = {key: value.cpu() for key, value in self.model.state_dict().items()}
+        weights = {key: value.cpu() for key, value in plain_state_dict(self.model).items()}
         record["model_sha256"] = save_torch(weights, self.out / "model.pt")
         save_csv(history, HISTORY_COLUMNS, self.out / "history.csv")
         save_json(record, self.out / "run.json")

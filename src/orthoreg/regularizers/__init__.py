@@ -1,6 +1,14 @@
 """Orthogonality regularisers. Add one: a file with `@register_regularizer` and one import below."""
 
-from orthoreg.regularizers import baselines, disentangled, ocnn, srip  # noqa: F401  (registers them)
+from orthoreg.regularizers import (  # noqa: F401  (registers them)
+    baselines,
+    constraints,
+    disentangled,
+    group,
+    ocnn,
+    srip,
+)
+from orthoreg.regularizers.constraints import constrained_parameters, plain_state_dict
 from orthoreg.regularizers.core import model_penalty, penalty
 from orthoreg.regularizers.disentangled import welch_bound
 from orthoreg.regularizers.layers import Layer, Selector, regularized_layers
@@ -26,9 +34,11 @@ __all__ = [
     "RegularizerSpec",
     "Selector",
     "available_regularizers",
+    "constrained_parameters",
     "effective_rank",
     "model_penalty",
     "penalty",
+    "plain_state_dict",
     "rank_k",
     "register_regularizer",
     "regularized_layers",

@@ -30,6 +30,7 @@ class Group:
 
 PenaltyFunction = Callable[..., torch.Tensor]
 OptionCheck = Callable[[dict[str, Any]], None]
+Constrain = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class RegularizerSpec:
     """A registered penalty: `function(group, **options) -> Tensor[g]`, the options it accepts with
     their defaults, the function that checks their values, whether it reads `group.kernels` (the 4-D
     weights and stride, not just the flattened filters), whether it keeps `group.state` between
-    calls, and how a grouped layer's block values combine into the layer's ("sum" for Frobenius-type
-    penalties, "max" for maximum-type ones such as coherence and spectral norm)."""
+    calls, how a grouped layer's block values combine into the layer's ("sum" for Frobenius-type
+    penalties, "max" for maximum-type ones such as coherence and spectral norm), and, for a hard
+    constraint, `constrain(layer, **options)`, which parametrises the layer once (its penalty is 0)."""
 
     name: str
     description: str
@@ -48,6 +50,7 @@ class RegularizerSpec:
     stateful: bool = False
     check: OptionCheck | None = None
     combine: str = "sum"
+    constrain: Constrain | None = None
 
 
 _REGISTRY: dict[str, RegularizerSpec] = {}
@@ -61,12 +64,14 @@ def register_regularizer(
     stateful: bool = False,
     check: OptionCheck | None = None,
     combine: str = "sum",
+    constrain: Constrain | None = None,
     **defaults: Any,
 ) -> Callable[[PenaltyFunction], PenaltyFunction]:
     """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts
     and `check(options)` raises ValueError, naming the option and its value, for values it refuses.
     `needs_kernel`: it reads `group.kernels`/`group.stride`; `stateful`: it keeps `group.state`
-    (otherwise `group.state` is always None); `combine`: "sum" or "max" over a grouped layer's blocks."""
+    (otherwise `group.state` is always None); `combine`: "sum" or "max" over a grouped layer's blocks;
+    `constrain(layer, **options)`: a hard constraint, applied to each layer by OrthogonalityRegularizer."""
     if combine not in ("sum", "max"):
         raise ValueError(f"combine must be 'sum' or 'max', got {combine!r}")
 
@@ -74,7 +79,7 @@ def register_regularizer(
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"regulariser {name!r} is already registered")
         _REGISTRY[name] = RegularizerSpec(
-            name, description, function, dict(defaults), needs_kernel, stateful, check, combine
+            name, description, function, dict(defaults), needs_kernel, stateful, check, combine, constrain
         )
         return function
 

@@ -28,7 +28,9 @@ class OrthogonalityRegularizer:
     0, or for `none`, nothing is computed. `last_penalty` holds the unscaled penalty of the last call
     as a detached tensor (no host sync). Layers are chosen as `regularized_layers` does (include_linear,
     skip_stem, skip_classifier, select, exclude). A `dn_relaxed` whose relaxation rule needs data
-    (`rank`) must be calibrated once, before training, with `calibrate(inputs)`."""
+    (`rank`) must be calibrated once, before training, with `calibrate(inputs)`. A hard constraint
+    (`orthogonal`, `spectral`) parametrises the chosen layers here, so build the optimiser after
+    this object; its penalty is 0."""
 
     def __init__(
         self,
@@ -44,7 +46,7 @@ class OrthogonalityRegularizer:
         exclude: Selector | None = None,
         **options: Any,
     ) -> None:
-        get_spec(name)
+        spec = get_spec(name)
         if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
             raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
         check_schedule(schedule)
@@ -66,6 +68,10 @@ class OrthogonalityRegularizer:
             selected_groups(name, model, self.selection)
         # found once, as model_penalty's groups are: a callback reading them every step walks no modules
         self._layers = regularized_layers(model, **self.selection)
+        self.constrained = spec.constrain is not None
+        if spec.constrain is not None:
+            for layer in self._layers:
+                spec.constrain(layer, **self.resolved)
 
     def layers(self) -> list[Layer]:
         """The regularised layers, in module order."""
@@ -131,7 +137,7 @@ class OrthogonalityRegularizer:
     def __call__(self, progress: float = 0.0) -> torch.Tensor:
         lam = self.lambda_at(progress)
         device = next(self.model.parameters()).device
-        if lam == 0.0 or self.name == "none":
+        if lam == 0.0 or self.name == "none" or self.constrained:
             self.last_penalty = torch.zeros((), device=device)
             return self.last_penalty
         if self.needs_calibration:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from orthoreg.data import evaluation_batches, load_split
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_json
 from orthoreg.precision import Autocast, autocast_dtype, dtype_name
+from orthoreg.provenance import provenance
 from orthoreg.robustness.attacks import AttackSpec, available_attacks, check_eps, get_attack
 from orthoreg.robustness.cifar_c import (
     ARCHIVES,
@@ -300,6 +302,7 @@ def run_robustness(
     settings.check()
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None (all test images), got {limit}")
+    started = (time.monotonic(), time.process_time())
     dataset = read_record(run_dir)["dataset"]
     official = _official_source(dataset, None if cifar_c_dir is None else Path(cifar_c_dir), download)
     corruption_names(settings.corruptions, official)
@@ -309,6 +312,9 @@ def run_robustness(
     images, labels = load_split(dataset, Path(data_dir), "test", limit=limit)
     result = robustness_report(
         model, images, labels, settings, device=torch_device, official=official, official_limit=limit, amp=amp
+    )
+    result["provenance"] = provenance(
+        torch_device, time.monotonic() - started[0], time.process_time() - started[1]
     )
     save_json(result, Path(run_dir) / "robustness.json")
     return result
