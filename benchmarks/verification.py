@@ -3,7 +3,8 @@
 Every read of a prepared split checks its SHA-256 against prepared.json (once per job and split);
 every checkpoint carries the SHA-256 of its contents (computed at each save, so once per epoch, and
 checked on resume); model.pt's SHA-256 goes into run.json and is checked by every reader. This script
-times each check beside the work it guards, best of `--repeats`:
+times each check beside the work it guards, interleaved with it, the best of `--repeats` rounds
+(benchmarks/timing.py):
 
 - each prepared split of `--dataset`: `load_split` (with the check) against a bare `torch.load`;
 - a checkpoint's contents (weights, SGD momentum, RNG states) for each of `--models`:
@@ -20,12 +21,11 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import yaml
+from timing import best_seconds
 
 import orthoreg
 from orthoreg.checkpoint import capture_rng_state, content_digest
@@ -34,15 +34,7 @@ from orthoreg.data import load_split, prepare_dataset
 from orthoreg.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_seconds(action: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - started)
-    return best
+CPU = torch.device("cpu")
 
 
 def split_costs(dataset: str, data_dir: Path, repeats: int) -> dict[str, float]:
@@ -51,8 +43,12 @@ def split_costs(dataset: str, data_dir: Path, repeats: int) -> dict[str, float]:
     costs = {}
     for split in ("train", "test"):
         path = data_dir / dataset / f"{split}.pt"
-        checked = best_seconds(lambda split=split: load_split(dataset, data_dir, split), repeats)
-        bare = best_seconds(lambda path=path: torch.load(path, weights_only=True), repeats)
+        actions = {
+            "checked": lambda split=split: load_split(dataset, data_dir, split),
+            "bare": lambda path=path: torch.load(path, weights_only=True),
+        }
+        best = best_seconds(actions, CPU, repeats, warmup=0)
+        checked, bare = best["checked"], best["bare"]
         size = path.stat().st_size / 2**20
         print(
             f"{dataset} {split}.pt ({size:.0f} MiB): checked load {checked:.3f} s, bare {bare:.3f} s, check {checked - bare:+.3f} s"
@@ -68,8 +64,9 @@ def checkpoint_cost(model_name: str, repeats: int) -> float:
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     optimizer.step()
     contents = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": capture_rng_state()}
-    digest = best_seconds(lambda: content_digest(contents), repeats)
-    save = best_seconds(lambda: torch.save(contents, io.BytesIO()), repeats)
+    actions = {"digest": lambda: content_digest(contents), "save": lambda: torch.save(contents, io.BytesIO())}
+    best = best_seconds(actions, CPU, repeats, warmup=0)
+    digest, save = best["digest"], best["save"]
     buffer = io.BytesIO()
     torch.save(contents, buffer)
     print(
