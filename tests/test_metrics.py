@@ -37,7 +37,7 @@ class SmallNet(nn.Module):
 
 
 def expected_measures(weight):
-    """The measures of PAPER.md, one float64 loop at a time."""
+    """The measures of docs/method.md, one float64 loop at a time."""
     W = weight.detach().double().reshape(weight.shape[0], -1)
     o, n = W.shape
     residual = W @ W.T - torch.eye(o, dtype=torch.float64)

@@ -21,7 +21,7 @@ from torch import nn
 from orthoreg.data import evaluation_batches, load_split
 from orthoreg.devices import resolve_device
 from orthoreg.files import save_csv, save_json
-from orthoreg.metrics import feature_metrics, layer_metrics, singular_values, summarize
+from orthoreg.metrics import cosine_gram, feature_metrics, layer_metrics, singular_values, summarize
 from orthoreg.precision import autocast_dtype, autocast_factory, dtype_name
 from orthoreg.provenance import provenance
 from orthoreg.runs import load_run
@@ -146,6 +146,25 @@ def spectrum_rows(net: nn.Module, layer_rows: list[dict[str, Any]]) -> list[dict
     return rows
 
 
+GRAM_COLUMNS = ["layer", "row", "column", "cosine"]
+
+
+def gram_rows(net: nn.Module, layer_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """gram.csv rows: the cosines between the filters of the last 3x3 convolution in layers.csv
+    (the report's heatmap), one row per pair (row < column), so the figure needs no model.pt."""
+    square = [row for row in layer_rows if row["kind"] == "conv" and (row.get("kh"), row.get("kw")) == (3, 3)]
+    if not square:
+        return []
+    layer = square[-1]
+    module: Any = net.get_submodule(layer["layer"])
+    cosines = cosine_gram(module.weight.detach(), groups=layer["groups"])
+    rows, columns = torch.triu_indices(len(cosines), len(cosines), offset=1)
+    return [
+        {"layer": layer["layer"], "row": int(r), "column": int(c), "cosine": float(cosines[r, c])}
+        for r, c in zip(rows.tolist(), columns.tolist())
+    ]
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] = "data",
@@ -179,5 +198,6 @@ def evaluate_run(
     run_dir = Path(run_dir)
     save_csv(layers, list(layers[0]) if layers else ["layer"], run_dir / "layers.csv")
     save_csv(spectrum_rows(net, layers), ["layer", "index", "singular_value"], run_dir / "spectra.csv")
+    save_csv(gram_rows(net, layers), GRAM_COLUMNS, run_dir / "gram.csv")
     save_json(result, run_dir / "eval.json")
     return result

@@ -11,7 +11,8 @@ from orthoreg.report import build_report
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="aggregate run directories into results/tables (csv, md, tex) and figures (pdf, png)",
+        help="aggregate run directories into results/tables (csv, md, tex, html; findings.md) "
+        "and figures (pdf, png)",
         description="Read every run.json under --runs and the files beside it; write the paper's tables "
         "and figures. Figures whose data do not exist are skipped and listed in the tables README.",
     )

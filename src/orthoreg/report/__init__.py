@@ -3,29 +3,29 @@
 build_report reads run directories (docs/architecture.md), builds every registered table and figure
 family (orthoreg.report.registry) whose data exist, writes each table as .csv/.md/.tex/.html and each
 figure as .pdf/.png, removes its own stale outputs, and writes README.md (methods, what the results
-can and cannot show, skipped outputs, unfinished runs) and index.md (every output, one line each).
+can and cannot show, skipped outputs, unfinished runs), index.md (every output, one line each) and
+findings.md (the findings block generated from the written tables). The same records give the same
+bytes in every file.
+
+The package is layered: `analysis/` reads the records and computes frames, statistics and verdicts
+(no matplotlib, no formatting); `tables/` and `figures/` format and draw them and never import each
+other; `registry.py` files each output under its name with its caption.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from orthoreg.files import save_text
-from orthoreg.report import (  # noqa: F401  (register the outputs, in this order)
-    claims,
-    figures,
-    missing,
-    published,
-    tables,
-    tables_orthogonality,
-    tables_robustness,
-)
-from orthoreg.report.collect import RunData, load_runs
-from orthoreg.report.missing import read_expected
-from orthoreg.report.registry import TABLES, build_tables, draw_figures, owner_of
-from orthoreg.report.stats import LEVEL, MIN_N_FOR_A_VERDICT
-from orthoreg.report.style import paper_style
+from orthoreg.report import figures, tables  # noqa: F401  (register the outputs)
+from orthoreg.report.analysis.collect import RunData, load_runs
+from orthoreg.report.analysis.missing import read_expected
+from orthoreg.report.analysis.stats import LEVEL, MIN_N_FOR_A_VERDICT
+from orthoreg.report.figures.style import paper_style
+from orthoreg.report.findings import write_findings
+from orthoreg.report.registry import TABLES, Drawn, build_tables, draw_figures, owner_of
 from orthoreg.report.writers import FIGURE_SUFFIXES, TABLE_SUFFIXES, Table, save_figure, write_table
 
 __all__ = ["build_report", "load_runs"]
@@ -83,18 +83,32 @@ def _write_readme(tables_dir: Path, built: list[Table], skipped: list[dict], dat
     save_text("\n".join(lines) + "\n", tables_dir / "README.md")
 
 
-def _write_index(tables_dir: Path, figures_dir: Path, built: list[Table], drawn, skipped: list[dict]) -> None:
+def _relative(folder: Path, start: Path) -> str:
+    """`folder` as seen from `start`, so index.md reads the same wherever the records lie."""
+    return Path(os.path.relpath(folder.resolve(), start.resolve())).as_posix()
+
+
+def _write_index(
+    tables_dir: Path, figures_dir: Path, built: list[Table], drawn: list[Drawn], skipped
+) -> None:
     lines = [
         "# Index of the report",
         "",
-        f"## Tables (`{tables_dir}`, each as .csv, .md, .tex and .html)",
+        "## Tables (this folder, each as .csv, .md, .tex and .html)",
         "",
     ]
     lines += _markdown_list([(t.name, t.description) for t in built])
-    lines += ["", f"## Figures (`{figures_dir}`, each as .pdf and .png)", ""]
-    lines += _markdown_list([(item.name, item.description) for item in drawn])
+    figures_at = _relative(figures_dir, tables_dir)
+    lines += ["", f"## Figures (`{figures_at}` from here, each as .pdf and .png)", ""]
+    lines += _markdown_list([(item.name, item.caption) for item in drawn])
     lines += ["", "## Not drawn or not tabulated (no data)", ""]
     lines += _markdown_list([(item["name"], item["reason"]) for item in skipped])
+    lines += [
+        "",
+        "## Findings",
+        "",
+        "- `findings.md`: the claims, accuracy by depth and cost, from the tables",
+    ]
     save_text("\n".join(lines) + "\n", tables_dir / "index.md")
 
 
@@ -115,7 +129,7 @@ def build_report(
 
     built, skipped = build_tables(data)
     with paper_style():
-        drawn, figure_skips = draw_figures(data, {table.name: table for table in built})
+        drawn, figure_skips = draw_figures(data)
     skipped += figure_skips
 
     written_tables = {table.name: [str(p) for p in write_table(table, tables_dir)] for table in built}
@@ -126,6 +140,7 @@ def build_report(
     _remove_stale(figures_dir, FIGURE_SUFFIXES, lambda stem: owner_of(stem) is not None, set(written_figures))
     _write_readme(tables_dir, built, skipped, data)
     _write_index(tables_dir, figures_dir, built, drawn, skipped)
+    write_findings(tables_dir)
     missing_frame = next((table.data for table in built if table.name == "missing_runs"), None)
     return {
         "n_runs": len(data.runs),

@@ -1,4 +1,5 @@
-"""Writers for tables (.csv, .md, .tex) and figures (.pdf, .png).
+"""Writers for tables (.csv, .md, .tex, .html) and figures (.pdf, .png), whose bytes depend on the
+content alone, so the same records give the same files.
 
 A table carries two views: `data`, the machine-readable long form written to CSV, and `display`, the
 formatted grid a reader sees in Markdown and LaTeX, with `bold` marking the best cells.
@@ -19,6 +20,11 @@ from orthoreg.files import atomic_write, save_text
 TABLE_SUFFIXES = (".csv", ".md", ".tex", ".html")
 FIGURE_SUFFIXES = (".pdf", ".png")
 PNG_DPI = 150
+# nothing that changes from one call to the next: no creation date, no version strings
+FIGURE_METADATA = {
+    "pdf": {"Creator": "orthoreg report", "Producer": None, "CreationDate": None},
+    "png": {"Software": None},
+}
 
 
 @dataclass
@@ -144,15 +150,17 @@ def write_table(table: Table, folder: Path) -> list[Path]:
 
 
 def save_figure(figure: Figure, folder: Path, name: str) -> list[Path]:
-    """Save a matplotlib Figure as <name>.pdf and <name>.png atomically (no pyplot state involved)."""
+    """Save a matplotlib Figure as <name>.pdf and <name>.png atomically (no pyplot state involved),
+    byte-identical for the same figure: the files carry no date and no version."""
     paths = []
     for suffix in FIGURE_SUFFIXES:
         path = Path(folder) / f"{name}{suffix}"
         fmt = suffix[1:]
-        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
 
-        def render(temporary: Path, fmt: str = fmt, metadata: dict = metadata) -> None:
-            figure.savefig(temporary, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata)
+        def render(temporary: Path, fmt: str = fmt) -> None:
+            figure.savefig(
+                temporary, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=FIGURE_METADATA[fmt]
+            )
 
         atomic_write(path, render)
         paths.append(path)

@@ -1,4 +1,5 @@
-"""Near-orthogonality: which regulariser reaches the best value of each measure.
+"""Near-orthogonality: which regulariser reaches the best value of each measure, and which layer
+stands for a model in the per-layer figures.
 
 Measures come from eval.json (`orthogonality` summary, plus the feature measures) and from layers.csv
 (each float column averaged over the run's layers). Lower is better for residuals, deviations,
@@ -7,16 +8,11 @@ cosines/coherence and condition numbers; spectral extremes are best at 1; effect
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pandas as pd
 
-from orthoreg.report.collect import ABLATION_KEYS, KEYS, RunData
-from orthoreg.report.format import general_text, mark_best, pivot_display
-from orthoreg.report.order import sort_frame
-from orthoreg.report.registry import TableBody, register_table
-from orthoreg.report.tables import CELL, ENOUGH, n_range, seed_summary
-from orthoreg.report.writers import Table
+from orthoreg.report.analysis.collect import ABLATION_KEYS, KEYS, RunData
+from orthoreg.report.analysis.order import sort_frame
+from orthoreg.report.analysis.summary import CELL, ENOUGH, mark_best, seed_summary
 
 LAYER_SOURCE = "layers.csv, mean over layers"
 HIGHER_IS_BETTER = ("effective_rank",)
@@ -46,7 +42,7 @@ def layer_measure_columns(layers: pd.DataFrame) -> list[str]:
 def measures_per_run(data: RunData) -> pd.DataFrame:
     """One row per (run, source, measure, value), main grid only."""
     frames = [data.main(data.orthogonality)] if len(data.orthogonality) else []
-    layers = data.main(data.layers) if len(data.layers) else data.layers
+    layers = data.main(data.layers)
     columns = layer_measure_columns(layers) if len(layers) else []
     if columns:
         means = layers.groupby([*CELL, "seed"], sort=False)[columns].mean().reset_index()
@@ -61,15 +57,12 @@ def measures_per_run(data: RunData) -> pd.DataFrame:
     return combined[combined["value"].notna()][[*CELL, "seed", "source", "measure", "value"]]
 
 
-@register_table(
-    "orthogonality_best",
-    "Which regulariser reaches the best near-orthogonality, per measure (mean over seeds).",
-    skip="no eval.json orthogonality summary or layers.csv (run `orthoreg evaluate`)",
-)
-def orthogonality_best(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
+def orthogonality_summary(data: RunData) -> pd.DataFrame:
+    """Per (dataset, model, source, measure, regulariser): the measure over seeds, its goal and
+    whether it is the best among cells with n >= ENOUGH."""
     measures = measures_per_run(data)
     if measures.empty:
-        return None
+        return pd.DataFrame(columns=["dataset", "model", "source", "measure", "regularizer", "n", "mean"])
     group = ["dataset", "model", "source", "measure", "regularizer"]
     summary = sort_frame(seed_summary(measures, "value", group), ["dataset", "model", "source"])
     summary["goal"] = summary["measure"].map(measure_goal)
@@ -80,25 +73,15 @@ def orthogonality_best(data: RunData, tables: Mapping[str, Table]) -> TableBody 
         goal=summary["goal"],
         eligible=summary["n"] >= ENOUGH,
     )
-    summary["cell"] = summary["mean"].map(general_text)
-    summary["measure (source)"] = summary["measure"] + " (" + summary["source"] + ")"
-    display, bold = pivot_display(
-        summary, ["dataset", "model", "measure (source)"], "regularizer", "cell", column_kind="regularizer"
-    )
-    winners = (
-        summary[summary["best"]]
-        .groupby(["dataset", "model", "measure (source)"], sort=False)["regularizer"]
-        .agg(", ".join)
-    )
-    display["best"] = [winners.get((r[0], r[1], r[2]), "") for r in display.itertuples(index=False)]
-    bold["best"] = False
-    return TableBody(
-        f"Near-orthogonality per measure, mean over seeds ({n_range(summary['n'])}): eval.json summaries "
-        "and layers.csv columns averaged over layers. Best (bold) = lowest for residuals, deviations, "
-        "cosines, coherence and condition numbers; closest to 1 for extreme singular values; highest for "
-        f"effective rank (csv column goal); marked only among cells with n >= {ENOUGH}. Table `claims` "
-        "tests whether the lead is real.",
-        summary.drop(columns=["cell", "measure (source)"]),
-        display,
-        bold,
-    )
+    return summary
+
+
+def representative_layers(data: RunData) -> dict[tuple[str, str], str]:
+    """Per (dataset, model): the last 3x3 convolution of layers.csv (network order), the layer the
+    spectra and cosine-Gram figures show."""
+    layers = data.main(data.layers)
+    if layers.empty or not {"kind", "kh", "kw"} <= set(layers.columns):
+        return {}
+    convolutions = layers[(layers["kind"] == "conv") & (layers["kh"] == 3) & (layers["kw"] == 3)]
+    last = convolutions.sort_values("layer_index", kind="stable").groupby(["dataset", "model"]).tail(1)
+    return {(r.dataset, r.model): r.layer for r in last.itertuples()}

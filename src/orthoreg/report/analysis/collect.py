@@ -1,9 +1,9 @@
 """Read run directories into tidy pandas frames (one per kind of result file): a grid's runs, or
 every run under a root.
 
-A run is any folder holding run.json; the files beside it (history.csv, eval.json, layers.csv,
-spectra.csv, robustness.json, model.pt) are optional, so partial results still contribute what they
-have. Malformed files raise ValueError naming the file, before any table is written.
+A run is any folder holding run.json; the files beside it (history.csv, curve.csv, eval.json,
+layers.csv, spectra.csv, gram.csv, robustness.json) are optional, so partial results still contribute
+what they have. Malformed files raise ValueError naming the file, before any table is written.
 """
 
 from __future__ import annotations
@@ -27,14 +27,21 @@ SPECTRA_REQUIRED = ("layer", "index", "singular_value")
 CORRUPTION_REQUIRED = ("source", "corruption", "severity", "accuracy")
 ADVERSARIAL_REQUIRED = ("attack", "steps", "eps", "accuracy")
 CORRUPTION_SOURCES = ("official", "generated")
+FRAMES = ("history", "curve", "orthogonality", "layers", "spectra", "corruptions", "adversarial")
+# eval.json's feature measures, read beside its `orthogonality` summary
+FEATURE_MEASURES = ("effective_rank", "mean_abs_channel_cosine")
 
 
 @dataclass
 class RunData:
-    """Every run's results; each frame carries the run keys, the ablation columns and run_dir."""
+    """Every run's results; each frame carries the run keys, the ablation columns and run_dir.
+
+    `history` has one row per epoch (history.csv); `curve` the rows a run records within epochs
+    (curve.csv, the same columns with `epoch` as the fraction of epochs trained), where it has them."""
 
     runs: pd.DataFrame
     history: pd.DataFrame
+    curve: pd.DataFrame
     orthogonality: pd.DataFrame
     layers: pd.DataFrame
     spectra: pd.DataFrame
@@ -45,6 +52,8 @@ class RunData:
 
     def main(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows of the main grid (not ablations)."""
+        if frame.empty:
+            return frame
         return frame[frame["ablation_param"].isna()].reset_index(drop=True)
 
 
@@ -142,16 +151,33 @@ def _per_epoch(record: dict, history: pd.DataFrame | None, key: str, column: str
 
 
 def _setting(value: Any) -> Any:
-    """An ablated value: a number as float, a rule name (relaxation) as it is."""
+    """A setting's value: a number as float, a name (a relaxation rule, a shortcut option) or a flag
+    as it is."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
-def _settings(record: dict) -> dict[str, Any]:
-    """The value each ablatable setting had in this run (`setting_rho`, ...), None where it does not apply."""
-    options = record.get("reg_options") or {}
-    values = {param: options.get(param) for param in ABLATION_PARAMS}
-    values["lambda"] = record.get("lambda")
-    return {f"setting_{param}": _setting(value) for param, value in values.items()}
+def run_settings(record: dict) -> dict[str, Any]:
+    """Every setting a run can be matched on, as `setting_<name>` columns: the model's and the
+    regulariser's options (as run.json records them, defaults included), lambda, its schedule, epochs,
+    include_linear and skip_stem; each ablatable parameter is present (None where it does not apply)."""
+    config = record.get("config") or {}
+    values: dict[str, Any] = {param: None for param in ABLATION_PARAMS}
+    values.update(record.get("model_options") or {})
+    values.update(record.get("reg_options") or {})
+    values.update(
+        {
+            "lambda": record.get("lambda"),
+            "schedule": record.get("schedule"),
+            "epochs": config.get("epochs"),
+            "include_linear": config.get("include_linear"),
+            "skip_stem": config.get("skip_stem"),
+        }
+    )
+    return {
+        f"setting_{name}": _setting(value)
+        for name, value in values.items()
+        if value is None or isinstance(value, (bool, int, float, str))
+    }
 
 
 def _tag(frame: pd.DataFrame, identity: dict, run_dir: Path) -> pd.DataFrame:
@@ -162,80 +188,111 @@ def _tag(frame: pd.DataFrame, identity: dict, run_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list]) -> dict[str, Any]:
-    """Read the optional files of one finished run into `parts`; return its row of the runs frame."""
-    history = None
-    if (run_dir / "history.csv").exists():
-        history = _read_csv(run_dir / "history.csv", HISTORY_REQUIRED)
-        _check_fractions(history, "test_accuracy", run_dir / "history.csv")
-        history = history.assign(test_accuracy_pct=100.0 * history["test_accuracy"])
-        parts["history"].append(_tag(history, identity, run_dir))
+def _read_history(path: Path) -> pd.DataFrame | None:
+    """history.csv or curve.csv (the same columns), accuracies checked, with test_accuracy_pct."""
+    if not path.exists():
+        return None
+    history = _read_csv(path, HISTORY_REQUIRED)
+    _check_fractions(history, "test_accuracy", path)
+    return history.assign(test_accuracy_pct=100.0 * history["test_accuracy"])
 
-    accuracy = _fraction(record["test_accuracy"], f"{run_dir / 'run.json'} test_accuracy")
-    accuracy_source, n_test = "run.json", None
-    eval_path = run_dir / "eval.json"
-    if eval_path.exists():
-        evaluation = _read_json(eval_path)
-        if "test_accuracy" not in evaluation:
-            raise ValueError(f"{eval_path}: lacks test_accuracy")
-        accuracy = _fraction(evaluation["test_accuracy"], f"{eval_path} test_accuracy")
-        accuracy_source = "eval.json"
-        n_test = evaluation.get("n_test")
-        orthogonality = evaluation.get("orthogonality") or {}
-        if not isinstance(orthogonality, dict):
-            raise ValueError(f"{eval_path}: orthogonality must be an object of measure: value")
-        # measures are floats; integers (layer counts and the like) are bookkeeping, not measures
-        extra = {
-            key: evaluation[key] for key in ("effective_rank", "mean_abs_channel_cosine") if key in evaluation
-        }
-        rows = [
-            {"measure": measure, "source": "eval.json", "value": float(value)}
-            for measure, value in {**orthogonality, **extra}.items()
-            if isinstance(value, float) and math.isfinite(value)
-        ]
-        if rows:
-            parts["orthogonality"].append(_tag(pd.DataFrame(rows), identity, run_dir))
 
+def _best_epoch(history: pd.DataFrame | None) -> dict[str, Any]:
+    """The epoch with the highest per-epoch test accuracy (the first of ties) and that accuracy."""
+    if history is None or history.empty:
+        return {"best_epoch": None, "best_epoch_accuracy_pct": None}
+    best = history["test_accuracy_pct"].idxmax()
+    return {
+        "best_epoch": int(history.at[best, "epoch"]),
+        "best_epoch_accuracy_pct": float(history.at[best, "test_accuracy_pct"]),
+    }
+
+
+def _read_eval(path: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """eval.json's accuracy and n_test, and its near-orthogonality and feature measures as rows."""
+    evaluation = _read_json(path)
+    if "test_accuracy" not in evaluation:
+        raise ValueError(f"{path}: lacks test_accuracy")
+    orthogonality = evaluation.get("orthogonality") or {}
+    if not isinstance(orthogonality, dict):
+        raise ValueError(f"{path}: orthogonality must be an object of measure: value")
+    extra = {key: evaluation[key] for key in FEATURE_MEASURES if key in evaluation}
+    # measures are floats; integers (layer counts and the like) are bookkeeping, not measures
+    rows = [
+        {"measure": measure, "source": "eval.json", "value": float(value)}
+        for measure, value in {**orthogonality, **extra}.items()
+        if isinstance(value, float) and math.isfinite(value)
+    ]
+    accuracy = _fraction(evaluation["test_accuracy"], f"{path} test_accuracy")
+    return {"test_accuracy": accuracy, "n_test": evaluation.get("n_test")}, pd.DataFrame(
+        rows
+    ) if rows else None
+
+
+def _read_results(run_dir: Path, identity: dict, parts: dict[str, list]) -> dict[str, Any]:
+    """Read eval.json, layers.csv, spectra.csv and robustness.json into `parts`; return eval.json's
+    accuracy and n_test (empty without eval.json)."""
+    found: dict[str, Any] = {}
+    if (run_dir / "eval.json").exists():
+        found, measures = _read_eval(run_dir / "eval.json")
+        if measures is not None:
+            parts["orthogonality"].append(_tag(measures, identity, run_dir))
     if (run_dir / "layers.csv").exists():
         layers = _read_csv(run_dir / "layers.csv", ())
-        layers = layers.assign(layer_index=range(len(layers)))
-        parts["layers"].append(_tag(layers, identity, run_dir))
-
+        parts["layers"].append(_tag(layers.assign(layer_index=range(len(layers))), identity, run_dir))
     if (run_dir / "spectra.csv").exists():
-        spectra = _read_csv(run_dir / "spectra.csv", SPECTRA_REQUIRED)
-        parts["spectra"].append(_tag(spectra, identity, run_dir))
+        parts["spectra"].append(_tag(_read_csv(run_dir / "spectra.csv", SPECTRA_REQUIRED), identity, run_dir))
+    if (run_dir / "robustness.json").exists():
+        _read_robustness(run_dir / "robustness.json", identity, parts)
+    return found
 
-    robustness_path = run_dir / "robustness.json"
-    if robustness_path.exists():
-        _read_robustness(robustness_path, identity, parts)
 
+def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list]) -> dict[str, Any]:
+    """Read the optional files of one finished run into `parts`; return its row of the runs frame."""
+    history = _read_history(run_dir / "history.csv")
+    curve = _read_history(run_dir / "curve.csv")
+    for name, frame in (("history", history), ("curve", curve)):
+        if frame is not None:
+            parts[name].append(_tag(frame, identity, run_dir))
+    evaluation = _read_results(run_dir, identity, parts)
+    accuracy = evaluation.get("test_accuracy")
+    if accuracy is None:
+        accuracy = _fraction(record["test_accuracy"], f"{run_dir / 'run.json'} test_accuracy")
     return {
         **identity,
         "run_dir": str(run_dir),
         "test_accuracy": accuracy,
         "test_accuracy_pct": 100.0 * accuracy,
-        "accuracy_source": accuracy_source,
-        "n_test": n_test,
+        "accuracy_source": "eval.json" if evaluation else "run.json",
+        "n_test": evaluation.get("n_test"),
+        # the per-epoch test pass (history.csv) uses the first limit_test images, None: all of them
+        "history_test_images": (record.get("config") or {}).get("limit_test"),
+        **_best_epoch(history),
         "seconds_per_epoch": _per_epoch(record, history, "seconds_per_epoch", "seconds"),
         "cpu_seconds_per_epoch": _per_epoch(record, history, "cpu_seconds_per_epoch", "cpu_seconds"),
         "load_average": record.get("load_average"),
-        "shortcut": (record.get("model_options") or {}).get("shortcut"),
         "epochs_completed": record.get("epochs_completed"),
         "device": str(record.get("device", "unknown")),
-        **_settings(record),
-        "has_eval": eval_path.exists(),
-        "has_robustness": robustness_path.exists(),
-        "has_model": (run_dir / "model.pt").exists(),
+        **run_settings(record),
+        "has_eval": bool(evaluation),
+        "has_robustness": (run_dir / "robustness.json").exists(),
     }
+
+
+def _records(robustness: dict, key: str, required: tuple[str, ...], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(robustness.get(key) or [])
+    if len(frame):
+        missing = [column for column in required if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: {key} records lack {', '.join(missing)}")
+        _check_fractions(frame, "accuracy", path)
+    return frame
 
 
 def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None:
     robustness = _read_json(path)
-    corruptions = pd.DataFrame(robustness.get("corruptions") or [])
+    corruptions = _records(robustness, "corruptions", CORRUPTION_REQUIRED, path)
     if len(corruptions):
-        missing = [column for column in CORRUPTION_REQUIRED if column not in corruptions.columns]
-        if missing:
-            raise ValueError(f"{path}: corruption records lack {', '.join(missing)}")
         bad = sorted(set(corruptions["source"]) - set(CORRUPTION_SOURCES))
         if bad:
             raise ValueError(f"{path}: corruption source {bad} not one of {', '.join(CORRUPTION_SOURCES)}")
@@ -243,17 +300,12 @@ def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None
             raise ValueError(
                 f"{path}: corruption severities {sorted(set(corruptions['severity']))}; need {SEVERITIES}"
             )
-        _check_fractions(corruptions, "accuracy", path)
         parts["corruptions"].append(_tag(corruptions, identity, path.parent))
-    adversarial = pd.DataFrame(robustness.get("adversarial") or [])
+    adversarial = _records(robustness, "adversarial", ADVERSARIAL_REQUIRED, path)
     if len(adversarial):
-        missing = [column for column in ADVERSARIAL_REQUIRED if column not in adversarial.columns]
-        if missing:
-            raise ValueError(f"{path}: adversarial records lack {', '.join(missing)}")
         bad = sorted(set(adversarial["attack"]) - set(available_attacks()))
         if bad:
             raise ValueError(f"{path}: attack {bad} not one of {', '.join(available_attacks())}")
-        _check_fractions(adversarial, "accuracy", path)
         clean = robustness.get("clean_accuracy")
         if clean is not None:
             row = {"attack": "clean", "steps": 0, "eps": 0.0, "accuracy": _fraction(clean, f"{path} clean")}
@@ -283,9 +335,7 @@ def _check_duplicates(rows: list[dict]) -> None:
 def load_runs(runs_root: Path, expected: list[dict[str, Any]] | None = None) -> RunData:
     """Read the runs under runs_root (only the grid's, when `expected` names them); unfinished runs
     are kept aside in `incomplete`, not averaged. `expected` is kept for the missing-runs table."""
-    parts: dict[str, list] = {
-        name: [] for name in ("history", "orthogonality", "layers", "spectra", "corruptions", "adversarial")
-    }
+    parts: dict[str, list] = {name: [] for name in FRAMES}
     rows, incomplete = [], []
     for run_dir in discover_runs(runs_root, expected):
         record = _read_json(run_dir / "run.json")

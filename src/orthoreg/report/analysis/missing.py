@@ -1,17 +1,15 @@
-"""Runs an expected grid names that are absent or unfinished, so a partial report says what it lacks."""
+"""Runs an expected grid names that are absent, unfinished, not evaluated or outside --runs, so a
+partial report says what it lacks."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from orthoreg.report.collect import RunData
-from orthoreg.report.registry import TableBody, register_table
-from orthoreg.report.writers import Table
+from orthoreg.report.analysis.collect import RunData
 
 EXPECTED_KEYS = ("dataset", "model", "regularizer", "seed", "run_dir")
 MISSING_COLUMNS = ["dataset", "model", "regularizer", "seed", "ablation", "run_dir", "status", "reason"]
@@ -80,21 +78,3 @@ def missing_runs(expected: list[dict[str, Any]], data: RunData) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=MISSING_COLUMNS)
-
-
-@register_table(
-    "missing_runs",
-    "Expected runs that are absent, unfinished or not evaluated (from --expected).",
-    skip="no --expected grid was given",
-)
-def missing_table(data: RunData, tables: Mapping[str, Table]) -> TableBody | None:
-    if data.expected is None:
-        return None
-    missing = missing_runs(data.expected, data)
-    return TableBody(
-        f"{len(missing)} of {len(data.expected)} expected runs are absent or incomplete; the other tables use "
-        "what exists.",
-        missing,
-        missing.astype(str),
-        None,
-    )

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from orthoreg.report.order import ordered
+from orthoreg.report.analysis.order import ordered
 
 # style slots in order of importance: the paper's methods and the baseline get the most distinct looks
 STYLE_PRIORITY = ("none", "dn_strict", "dn_relaxed", "fro", "srip", "so", "dso", "mc", "ocnn", "dn_welch")
@@ -68,8 +69,6 @@ def new_figure(rows: int, columns: int, *, sharey: bool = False) -> tuple[Figure
 
 def style_legend(figure: Figure, styles: dict[str, dict]) -> None:
     """A legend of filled, hatched patches (for bar charts), one per regulariser, below the figure."""
-    from matplotlib.patches import Patch
-
     handles = [
         Patch(facecolor=style["color"], hatch=style["hatch"], edgecolor="0.2", label=name)
         for name, style in styles.items()
