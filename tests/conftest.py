@@ -2,44 +2,40 @@
 contract's layout around an untrained network."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-import orthoreg.data.registry
-import orthoreg.models.registry
-import orthoreg.regularizers.registry
 from orthoreg.data import dataset_info, prepare_dataset
+from orthoreg.registry import Registry
 from orthoreg.runs import build_classifier
 
-REGISTRIES = (
-    (orthoreg.regularizers.registry, "_REGISTRY"),
-    (orthoreg.models.registry, "_MODELS"),
-    (orthoreg.data.registry, "_DATASETS"),
-)
 
-
-def isolate(patch: pytest.MonkeyPatch) -> None:
-    """Give the regulariser, model and dataset registries private copies, so names a test registers
-    do not leak into the rest of the session."""
-    for module, name in REGISTRIES:
-        patch.setattr(module, name, dict(getattr(module, name)))
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Every registry (regularisers, relaxation rules, models, datasets, attacks, report tables and
+    figures, ...) restored on exit, so names a test registers do not leak into the rest of the session."""
+    with ExitStack() as stack:
+        for registry in Registry.all():
+            stack.enter_context(registry.isolated())
+        yield
 
 
 @pytest.fixture
-def isolated_registries(monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate(monkeypatch)
+def isolated_registries() -> Iterator[None]:
+    with isolated():
+        yield
 
 
 @pytest.fixture(scope="module")
-def module_registries():
-    """Private registry copies for a whole test module; yields the MonkeyPatch that holds them."""
-    with pytest.MonkeyPatch.context() as patch:
-        isolate(patch)
-        yield patch
+def module_registries() -> Iterator[None]:
+    """The registries isolated for a whole test module."""
+    with isolated():
+        yield
 
 
 def write_untrained_run(

@@ -73,14 +73,15 @@ def plugin_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plugin(plugin_dir, module_registries):
-    """The plugin imported into this process, into this module's private registry copies, so the toy
+    """The plugin imported into this process, into this module's isolated registries, so the toy
     names do not leak into the rest of the test session."""
-    module_registries.syspath_prepend(str(plugin_dir))
-    try:
-        (module,) = load_plugins(PLUGIN)
-        yield module
-    finally:
-        sys.modules.pop(PLUGIN, None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(plugin_dir))
+        try:
+            (module,) = load_plugins(PLUGIN)
+            yield module
+        finally:
+            sys.modules.pop(PLUGIN, None)
 
 
 def orthoreg_cli(*args, plugin_dir, cwd, plugins=PLUGIN):

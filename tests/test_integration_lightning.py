@@ -208,10 +208,10 @@ def test_fit_resumed_from_a_lightning_checkpoint_equals_the_uninterrupted_fit(tm
     assert_same_weights(resumed, uninterrupted)
     for before, after in zip(straight, again):
         saved, loaded = before.state_dict(), after.state_dict()
-        assert loaded["layer_k"] == saved["layer_k"]
+        assert loaded["calibrated"] == saved["calibrated"]
         for group, values in saved["power_iteration"].items():
             torch.testing.assert_close(loaded["power_iteration"][group]["srip"], values["srip"])
-    assert again[1].state_dict()["layer_k"] and again[0].state_dict()["power_iteration"]
+    assert again[1].state_dict()["calibrated"] and again[0].state_dict()["power_iteration"]
 
 
 class ManualClassifier(Classifier):

@@ -222,9 +222,8 @@ def test_normalize_is_per_channel_and_stored_as_buffers():
         Normalize((0.5, 0.5), (0.2,))
 
 
-def test_registry_lists_every_model_and_refuses_a_second_factory_under_a_name(monkeypatch):
+def test_registry_lists_every_model_and_refuses_a_second_factory_under_a_name(isolated_registries):
     assert set(ALL_MODELS) <= set(available_models())
-    monkeypatch.setattr(model_registry, "_MODELS", dict(model_registry._MODELS))
     with pytest.raises(ValueError, match="model 'resnet8' is already registered"):
         register_model("resnet8")(lambda num_classes, in_channels=3: nn.Linear(in_channels, num_classes))
 

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 import orthoreg
-from orthoreg.regularizers import regularized_layers, regularizer_spec, relaxation_k, welch_bound
+from orthoreg.regularizers import (
+    LayerSelection,
+    regularized_layers,
+    regularizer_spec,
+    relaxation_k,
+    welch_bound,
+)
 
 # (name of the case, weight shape, stride): wide, tall, square, 1x1, linear, stride-2
 SHAPES = [
@@ -46,9 +52,7 @@ def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
         sigma = torch.linalg.matrix_norm(small - eye_s, ord=2)
         return sigma**2 if squared else sigma
     if name == "gor":
-        groups = min(32, max(1, o // 4))
-        if o % groups:
-            raise ValueError(f"{o} filters in {groups} groups")
+        groups = max(d for d in range(1, min(32, max(1, o // 4)) + 1) if o % d == 0)
         size = o // groups
         total = W.sum() * 0
         for g in range(groups):
@@ -58,7 +62,7 @@ def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
         return total
     if name in CONSTRAINTS:  # constrained, not penalised
         return W.sum() * 0
-    if name == "ocnn":
+    if name in ("ocnn", "ocnn_reference"):
         K = w if w.dim() == 4 else w[:, :, None, None]
         k = K.shape[-1]
         pad = (k - 1) // stride * stride
@@ -88,7 +92,9 @@ def reference(name, weight, stride=1, gamma=1.0, rho=0.5, squared=False):
 
 
 def options_for(name, stride):
-    return {"ocnn": {"stride": stride}, "srip": {"exact": True}}.get(name, {})
+    return {"ocnn": {"stride": stride}, "ocnn_reference": {"stride": stride}, "srip": {"exact": True}}.get(
+        name, {}
+    )
 
 
 CONSTRAINTS = {name for name in orthoreg.available_regularizers() if regularizer_spec(name).constrain}
@@ -104,10 +110,6 @@ def random_weight(shape, seed):
 @pytest.mark.parametrize(("case", "shape", "stride"), SHAPES, ids=[s[0] for s in SHAPES])
 def test_value_and_gradient_match_the_float64_formula(name, case, shape, stride):
     weight = random_weight(shape, seed=len(case)).requires_grad_()
-    if name == "gor" and shape[0] == 9:  # 9 filters do not split into min(32, 9 // 4) = 2 groups
-        with pytest.raises(ValueError, match="cannot split 9 filters evenly"):
-            orthoreg.penalty(name, weight)
-        return
     value = orthoreg.penalty(name, weight, **options_for(name, stride))
     value.backward()
     expected_weight = weight.detach().double().requires_grad_()
@@ -124,10 +126,10 @@ def test_gradcheck_in_float64(name):
     weight = random_weight((4, 2, 2, 2), seed=3).double().requires_grad_()
 
     def function(w):
-        from orthoreg.regularizers.registry import Group, get_spec, resolve_options
+        from orthoreg.regularizers.registry import Group, regularizer_spec, resolve_options
 
         kernels = w.unsqueeze(0)
-        return get_spec(name).function(
+        return regularizer_spec(name).function(
             Group(kernels.flatten(2), kernels, (1, 1)), **resolve_options(name, {})
         )
 
@@ -280,6 +282,8 @@ def test_model_penalty_equals_the_sum_of_layer_penalties(name, include_linear, s
         layers = layers[1:]
     if include_linear:
         layers.append(model.fc)
+    if name == "ocnn_reference" and not (include_linear or skip_stem):
+        layers = [model.shortcut]  # its own selection: block entries (none here) and 1x1 shortcuts
     exact = {"exact": True} if name == "srip" else {}
     expected = sum(
         reference(name, layer.weight.detach(), stride=getattr(layer, "stride", (1,))[0]) for layer in layers
@@ -372,7 +376,7 @@ def test_penalty_stays_float32_under_autocast():
 def test_penalty_gradient_stays_float32_when_backward_runs_under_autocast(name):
     """A user's backward inside the autocast region must not turn the analytic backward into bf16."""
     model = MixedNet()
-    weights = [layer.weight for layer in regularized_layers(model)]
+    weights = [layer.weight for layer in regularizer_spec(name).selection(LayerSelection()).layers(model)]
     outside = torch.autograd.grad(orthoreg.model_penalty(name, model), weights)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = torch.autograd.grad(orthoreg.model_penalty(name, model), weights)
@@ -397,6 +401,7 @@ def test_available_regularizers_lists_every_name_with_a_description():
         "gor",
         "orthogonal",
         "spectral",
+        "ocnn_reference",
     }
     assert all(isinstance(text, str) and text for text in names.values())
 
@@ -416,10 +421,10 @@ def test_fro_so_and_dso_differ_by_constants_only(shape):
 
 def run_group_function(name, weight, **options):
     """The registered function on a one-layer group, bypassing `penalty`'s float32 cast."""
-    from orthoreg.regularizers.registry import Group, get_spec, resolve_options
+    from orthoreg.regularizers.registry import Group, regularizer_spec, resolve_options
 
     kernels = (weight if weight.dim() == 4 else weight[:, :, None, None]).unsqueeze(0)
-    return get_spec(name).function(
+    return regularizer_spec(name).function(
         Group(kernels.flatten(2), kernels, (1, 1)), **resolve_options(name, options)
     )
 
@@ -562,7 +567,44 @@ def test_gor_group_size_is_a_knob():
     assert float(orthoreg.penalty("gor", weight, group_size=24)) == pytest.approx(
         float(orthoreg.penalty("so", weight)), rel=1e-5
     )
-    with pytest.raises(ValueError, match="cannot split 24 filters evenly.*group_size=5"):
+    with pytest.raises(ValueError, match="cannot split 24 filters into groups of group_size=5"):
         orthoreg.penalty("gor", weight, group_size=5)
     with pytest.raises(ValueError, match="group_size must be a positive integer, got 0"):
         orthoreg.penalty("gor", weight, group_size=0)
+
+
+def test_ocnn_reference_regularises_the_layers_the_released_code_does():
+    """Each residual block's first convolution and the 1x1 shortcuts of a CIFAR ResNet-18: not the
+    stem, not the second convolutions, not the classifier; the penalty is ocnn's on those layers."""
+    torch.manual_seed(2)
+    model = orthoreg.build_model("resnet18", 10)
+    reg = orthoreg.OrthogonalityRegularizer(model, "ocnn_reference", 0.1)
+    names = [layer.name for layer in reg.layers()]
+    assert names == [f"layers.{block}.conv1" for block in range(8)][:3] + ["layers.2.shortcut.0"] + [
+        "layers.3.conv1",
+        "layers.4.conv1",
+        "layers.4.shortcut.0",
+        "layers.5.conv1",
+        "layers.6.conv1",
+        "layers.6.shortcut.0",
+        "layers.7.conv1",
+    ]
+    expected = sum(reference("ocnn", layer.weight.detach(), stride=layer.stride[0]) for layer in reg.layers())
+    torch.testing.assert_close(
+        orthoreg.model_penalty("ocnn_reference", model).double(), expected, rtol=2e-4, atol=1e-3
+    )
+    # a caller's own choice of layers wins over the preset's
+    everything = orthoreg.OrthogonalityRegularizer(model, "ocnn_reference", 0.1, include_linear=True)
+    assert len(everything.layers()) == len(regularized_layers(model, include_linear=True))
+
+
+def test_gor_takes_the_largest_group_count_that_divides_the_filters():
+    """240 filters: the authors' min(32, 240 // 4) = 32 groups do not divide 240 (their code stops);
+    30 groups of 8 do, the largest count below 32 that divides 240."""
+    from orthoreg.regularizers.group import group_count
+
+    assert group_count(240, 32, 4, None) == 30 and group_count(9, 32, 4, None) == 1
+    assert group_count(64, 32, 4, None) == 16 and group_count(640, 32, 4, None) == 32
+    weight = random_weight((240, 12), seed=19)
+    expected = authors_gor(weight[:, :], num_groups=30, min_num_filters=1)
+    torch.testing.assert_close(orthoreg.penalty("gor", weight).double(), expected, rtol=2e-5, atol=1e-3)

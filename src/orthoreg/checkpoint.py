@@ -28,7 +28,7 @@ import torch
 from orthoreg.config import TrainConfig, config_differences
 from orthoreg.files import load_torch, save_torch
 
-FORMAT = 3  # 3: the contents' SHA-256 inside
+FORMAT = 4  # 3: the contents' SHA-256 inside; 4: the regulariser's calibrated settings, the curve rows
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -93,13 +93,15 @@ class EpochTotals:
 class Position:
     """Where a run stands: the next epoch and batch, the loader generator's state at that epoch's
     start (its plan is replayed from it), the partial epoch's totals, the finished epochs' history
-    rows, the training seconds so far and the start time."""
+    rows, the training curve's rows within epochs so far, the training seconds so far and the start
+    time."""
 
     epoch: int = 0
     batch: int = 0
     epoch_generator: torch.Tensor | None = None
     totals: EpochTotals = field(default_factory=EpochTotals)
     history: list[dict[str, Any]] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     started: str = ""
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthoreg.regularizers import regularized_layers, welch_bound
-from orthoreg.regularizers.layers import Selector, block_diagonal, kernel_blocks
+from orthoreg.regularizers import welch_bound
+from orthoreg.regularizers.layers import LayerSelection, block_diagonal, kernel_blocks
 
 MEASURES = (
     "holistic_residual",
@@ -122,31 +122,17 @@ def weight_metrics(
 
 
 def layer_metrics(
-    model: nn.Module,
-    *,
-    include_linear: bool = False,
-    conv_input_size: tuple[int, int] | None = None,
-    skip_stem: bool = False,
-    skip_classifier: bool = False,
-    select: Selector | None = None,
-    exclude: Selector | None = None,
+    model: nn.Module, *, conv_input_size: tuple[int, int] | None = None, **selection: Any
 ) -> list[dict[str, Any]]:
-    """One row per regularised layer (the layers `model_penalty` sees with the same selection), in
-    module order.
+    """One row per regularised layer (the layers `model_penalty` sees with the same selection keywords,
+    `orthoreg.regularizers.LayerSelection`), in module order.
 
     With `conv_input_size=(H, W)`, `conv_sigma_max`/`conv_sigma_min` are the extreme singular values
     of each stride-1 2-D convolution as an operator on H x W inputs with circular padding. They stay
     None for strided convolutions (the DFT does not block-diagonalise a strided operator into
     per-frequency o x i blocks, so Sedghi et al.'s method does not apply) and for other layers."""
     rows = []
-    layers = regularized_layers(
-        model,
-        include_linear=include_linear,
-        skip_stem=skip_stem,
-        skip_classifier=skip_classifier,
-        select=select,
-        exclude=exclude,
-    )
+    layers = LayerSelection(**selection).layers(model)
     for layer in layers:
         weight: torch.Tensor = layer.weight
         if not bool(torch.isfinite(weight).all()):

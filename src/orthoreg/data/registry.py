@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from orthoreg.registry import Registry
+
 Split = tuple[torch.Tensor, torch.Tensor]
 Fetch = Callable[[Path], tuple[Split, Split]]
 
@@ -35,7 +37,7 @@ class Dataset:
     fetch: Fetch  # root/<name> -> (train, test)
 
 
-_DATASETS: dict[str, Dataset] = {}
+DATASETS: Registry[Dataset] = Registry("dataset")
 
 
 def register_dataset(info: DatasetInfo, fetch: Fetch) -> None:
@@ -48,17 +50,15 @@ def register_dataset(info: DatasetInfo, fetch: Fetch) -> None:
         )
     if info.num_classes < 1 or info.image_size < 1:
         raise ValueError(f"dataset {info.name!r}: num_classes and image_size must be positive, got {info}")
-    _DATASETS[info.name] = Dataset(info, fetch)
+    DATASETS.register(info.name, Dataset(info, fetch))
 
 
 def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def get_dataset(name: str) -> Dataset:
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available_datasets())}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def dataset_info(name: str) -> DatasetInfo:

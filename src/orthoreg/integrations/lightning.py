@@ -21,7 +21,7 @@ from torch import nn
 
 from orthoreg.regularizers import OrthogonalityRegularizer
 from orthoreg.regularizers.layers import SELECTION
-from orthoreg.regularizers.registry import resolve_options
+from orthoreg.regularizers.registry import regularizer_spec, resolve_options
 from orthoreg.regularizers.schedule import check_schedule
 
 LOG_KEY = "orthoreg/penalty"
@@ -53,6 +53,12 @@ class OrthogonalityCallback(pl.Callback):
         log_key: str | None = LOG_KEY,
         **arguments: Any,
     ) -> None:
+        if regularizer_spec(name).constrain is not None:
+            raise ValueError(
+                f"{name} is a hard constraint, applied to the model before its optimiser is built: call "
+                f"orthoreg.OrthogonalityRegularizer(model, {name!r}, 0.0) in the LightningModule's __init__ "
+                "instead of this callback, which adds a penalty's gradient"
+            )
         check_schedule(arguments.get("schedule", "constant"))
         resolve_options(name, {k: v for k, v in arguments.items() if k not in ("schedule", *SELECTION)})
         self.name, self.lam, self.module, self.arguments = name, lam, module, arguments
@@ -108,8 +114,8 @@ class OrthogonalityCallback(pl.Callback):
         if regularizer.needs_calibration:
             if self.calibration is None:
                 raise ValueError(
-                    f"{self.name} with relaxation={regularizer.resolved['relaxation']!r} is calibrated on "
-                    f"data: pass OrthogonalityCallback(..., calibration=inputs), a batch of model inputs"
+                    f"{self.name} with options {regularizer.resolved} is calibrated on data: pass "
+                    "OrthogonalityCallback(..., calibration=inputs), a batch of model inputs"
                 )
             regularizer.calibrate(self.calibration.to(pl_module.device))
 

@@ -8,23 +8,19 @@ from collections.abc import Callable
 
 from torch import nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from orthoreg.registry import Registry
+
+Factory = Callable[..., nn.Module]
+MODELS: Registry[Factory] = Registry("model")
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(name: str, description: str = "") -> Callable[[Factory], Factory]:
     """Register a factory `f(num_classes, in_channels=3, **kwargs) -> nn.Module` under `name`."""
-
-    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _MODELS and _MODELS[name] is not factory:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
-
-    return decorate
+    return MODELS.decorator(name, description)
 
 
 def available_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def _check_options(name: str, factory: Callable[..., nn.Module], options: dict[str, object]) -> None:
@@ -43,9 +39,7 @@ def _check_options(name: str, factory: Callable[..., nn.Module], options: dict[s
 def model_options(name: str, options: dict[str, object] | None = None) -> dict[str, object]:
     """Every keyword option of a registered model with its value for this build: the factory's
     defaults overlaid with `options` (what run.json records, so a run says which variant it is)."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    factory = _MODELS[name]
+    factory = MODELS.get(name)
     _check_options(name, factory, dict(options or {}))
     defaults = {
         key: parameter.default
@@ -61,12 +55,10 @@ def _is_positive_int(value: object) -> bool:
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: object) -> nn.Module:
     """A freshly initialised network with `forward_features` and a final `fc` layer."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    factory = MODELS.get(name)
     if not _is_positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not _is_positive_int(in_channels):
         raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
-    factory = _MODELS[name]
     _check_options(name, factory, kwargs)
     return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -11,8 +11,10 @@ from orthoreg.regularizers import (  # noqa: F401  (registers them)
 from orthoreg.regularizers.constraints import constrained_parameters, plain_state_dict
 from orthoreg.regularizers.core import model_penalty, penalty
 from orthoreg.regularizers.disentangled import welch_bound
-from orthoreg.regularizers.layers import Layer, Selector, regularized_layers
+from orthoreg.regularizers.layers import SELECTION, Layer, LayerSelection, Selector, regularized_layers
 from orthoreg.regularizers.registry import (
+    REGULARIZERS,
+    Calibration,
     Group,
     RegularizerSpec,
     available_regularizers,
@@ -21,15 +23,24 @@ from orthoreg.regularizers.registry import (
     regularizer_spec,
 )
 from orthoreg.regularizers.regularizer import OrthogonalityRegularizer
-from orthoreg.regularizers.relaxation import RULES as RELAXATION_RULES
-from orthoreg.regularizers.relaxation import effective_rank, rank_k, relaxation_k
+from orthoreg.regularizers.relaxation import (
+    RELAXATION_RULES,
+    effective_rank,
+    rank_k,
+    register_relaxation,
+    relaxation_k,
+)
 from orthoreg.regularizers.schedule import SCHEDULES, schedule_multiplier
 
 __all__ = [
+    "REGULARIZERS",
     "RELAXATION_RULES",
     "SCHEDULES",
+    "SELECTION",
+    "Calibration",
     "Group",
     "Layer",
+    "LayerSelection",
     "OrthogonalityRegularizer",
     "RegularizerSpec",
     "Selector",
@@ -41,6 +52,7 @@ __all__ = [
     "plain_state_dict",
     "rank_k",
     "register_regularizer",
+    "register_relaxation",
     "regularized_layers",
     "regularizer_options",
     "regularizer_spec",

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthoreg.regularizers.layers import Layer, Selector, kernel_blocks, regularized_layers
-from orthoreg.regularizers.registry import Group, RegularizerSpec, get_spec, resolve_options
+from orthoreg.regularizers.layers import Layer, LayerSelection, kernel_blocks, split_selection
+from orthoreg.regularizers.registry import Group, RegularizerSpec, regularizer_spec, resolve_options
 
 LayerOptions = Mapping[str, Mapping[str, Any]]
 
@@ -55,7 +55,7 @@ def penalty(name: str, weight: torch.Tensor, *, groups: int = 1, **options: Any)
     """The penalty of one weight (o, i/g, *k) or (o, n), without lambda: a 0-dim tensor. `stride` (for
     ocnn) may be given among the options; `groups` splits the filters into blocks as a grouped
     convolution does."""
-    spec = get_spec(name)
+    spec = regularizer_spec(name)
     resolved = resolve_options(name, options)
     _check_kernel_rank(spec, weight, f"the {tuple(weight.shape)} weight")
     _check_finite(weight, f"the {tuple(weight.shape)} tensor")
@@ -80,35 +80,31 @@ def group_layers(layers: list[Layer], layer_options: LayerOptions) -> list[list[
 _GROUP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _cache_key(value: Any) -> Any:
-    return tuple(_cache_key(item) for item in value) if isinstance(value, (list, tuple)) else value
-
-
 def _cached_groups(
-    model: nn.Module, selection: dict[str, Any], layer_options: LayerOptions
+    model: nn.Module, selection: LayerSelection, layer_options: LayerOptions
 ) -> list[list[Layer]]:
     per_model = _GROUP_CACHE.setdefault(model, {})
     key = (
-        tuple((name, _cache_key(value)) for name, value in sorted(selection.items())),
+        selection.key,
         tuple((name, tuple(sorted(options.items()))) for name, options in sorted(layer_options.items())),
     )
     if key not in per_model:
-        per_model[key] = group_layers(regularized_layers(model, **selection), layer_options)
+        per_model[key] = group_layers(selection.layers(model), layer_options)
     return per_model[key]
 
 
 def selected_groups(
-    name: str, model: nn.Module, selection: Mapping[str, Any], layer_options: LayerOptions | None = None
+    name: str, model: nn.Module, selection: LayerSelection, layer_options: LayerOptions | None = None
 ) -> list[list[Layer]]:
     """The model's regularised layers in groups of equal blocks, refusing an empty selection or a layer
     the penalty is not defined for, by name."""
-    spec = get_spec(name)
-    groups = _cached_groups(model, dict(selection), layer_options or {})
+    spec = regularizer_spec(name)
+    groups = _cached_groups(model, selection, layer_options or {})
     if not groups:
-        linear = ", Linear" if selection.get("include_linear") else ""
+        linear = ", Linear" if selection.include_linear else ""
         raise ValueError(
             f"model {type(model).__name__} has no layer to regularise (convolutions{linear}, depthwise ones "
-            f"excepted, narrowed by select={selection.get('select')!r} and exclude={selection.get('exclude')!r})"
+            f"excepted, narrowed by select={selection.select!r} and exclude={selection.exclude!r})"
         )
     if spec.needs_kernel:
         for layers in groups:
@@ -121,32 +117,26 @@ def model_penalty(
     name: str,
     model: nn.Module,
     *,
-    include_linear: bool = False,
-    skip_stem: bool = False,
-    skip_classifier: bool = False,
-    select: Selector | None = None,
-    exclude: Selector | None = None,
+    selection: LayerSelection | None = None,
     layer_options: LayerOptions | None = None,
     state: dict[str, Any] | None = None,
     check_finite: bool = True,
-    **options: Any,
+    **settings: Any,
 ) -> torch.Tensor:
-    """The sum of `penalty(name, layer.weight, groups=layer.groups)` over the regularised layers (see
-    `regularized_layers` for the selection), computed per group of equal blocks. `layer_options` gives
-    per-layer options by layer name (dn_relaxed's calibrated k); `state` (kept by
-    OrthogonalityRegularizer) carries SRIP's vectors between calls; with `check_finite` a non-finite
-    total is traced to the layer and refused (one host sync per call)."""
-    spec = get_spec(name)
+    """The sum of `penalty(name, layer.weight, groups=layer.groups)` over the regularised layers,
+    computed per group of equal blocks. `settings` are the penalty's options and the layer-selection
+    keywords (`LayerSelection`: include_linear, skip_stem, skip_classifier, select, exclude), or pass
+    `selection` whole. `layer_options` gives per-layer options by layer name (dn_relaxed's calibrated
+    k); `state` (kept by OrthogonalityRegularizer) carries SRIP's vectors between calls; with
+    `check_finite` a non-finite total is traced to the layer and refused (one host sync per call)."""
+    spec = regularizer_spec(name)
+    chosen, options = split_selection(settings)
+    if selection is not None and chosen != LayerSelection():
+        raise ValueError("give the layer selection either as `selection` or as keywords, not both")
+    selection = spec.selection(selection or chosen)
     if "stride" in options:
         raise ValueError("model_penalty takes each layer's stride from its convolution; do not pass stride")
     resolved = resolve_options(name, options)
-    selection = {
-        "include_linear": include_linear,
-        "skip_stem": skip_stem,
-        "skip_classifier": skip_classifier,
-        "select": select,
-        "exclude": exclude,
-    }
     groups = selected_groups(name, model, selection, layer_options)
     device: torch.device = groups[0][0].weight.device
     total = torch.zeros((), device=device)

@@ -1,4 +1,4 @@
-"""The disentangled norm of the paper (shared PAPER.md): filter norms and filter correlations are
+"""The disentangled norm of the paper (docs/paper.md, docs/method.md): filter norms and correlations are
 penalised separately, D(W) = sum_j (r_j^2 - 1)^2 and R(W) = sum_{j != l} c_jl^2 on cosines, so the
 optimiser cannot lower the correlation term by shrinking norms.
 
@@ -20,8 +20,14 @@ from collections.abc import Callable
 import torch
 
 from orthoreg.regularizers.gram import gram_penalty, inverse_norms, pair_count
-from orthoreg.regularizers.registry import Group, register_regularizer
-from orthoreg.regularizers.relaxation import RULES, relaxation_k
+from orthoreg.regularizers.registry import Calibration, Group, register_regularizer
+from orthoreg.regularizers.relaxation import (
+    RELAXATION_RULES,
+    calibrate_relaxation,
+    describe_relaxation,
+    needs_data,
+    relaxation_k,
+)
 
 # cosines C [g, o, o] -> (R [g], dR/dC [g, o, o] with a zero diagonal)
 Correlation = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -106,8 +112,8 @@ def check_options(options: dict) -> None:
         raise ValueError(f"eps must be > 0, got {options['eps']!r}")
     if "rho" in options and not 0 < options["rho"] <= 1:
         raise ValueError(f"rho must be in (0, 1], got {options['rho']!r}")
-    if "relaxation" in options and options["relaxation"] not in RULES:
-        raise ValueError(f"unknown relaxation {options['relaxation']!r}; valid: {', '.join(RULES)}")
+    if "relaxation" in options:
+        RELAXATION_RULES.get(options["relaxation"])
     k = options.get("k")
     if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 0):
         raise ValueError(f"k must be None or a non-negative integer, got {k!r}")
@@ -128,6 +134,8 @@ def dn_strict(group: Group, gamma: float, eps: float) -> torch.Tensor:
     "dn_relaxed",
     "disentangled norm with the k largest correlations exempt (relaxed orthogonality)",
     check=check_options,
+    calibration=Calibration(needed=needs_data, measure=calibrate_relaxation),
+    describe=describe_relaxation,
     gamma=1.0,
     rho=0.5,
     eps=1e-8,
@@ -140,7 +148,7 @@ def dn_relaxed(
     """k from the `rho` rule, or given per layer (the `rank` rule's calibrated k; see relaxation.py)."""
     o, n = group.shape
     if k is None:
-        if RULES[relaxation].needs_data:
+        if RELAXATION_RULES.get(relaxation).needs_data:
             raise ValueError(
                 f"relaxation {relaxation!r} needs each layer's k from calibration data: call "
                 "OrthogonalityRegularizer(...).calibrate(inputs) first (orthoreg train does)"

@@ -4,8 +4,8 @@ sum_g ||G_g - I||_F^2 with G_g the smaller Gram of group g (W_g W_g^T when the g
 filters, W_g^T W_g otherwise), as the authors' public code computes it.
 
 Their code splits a layer of o filters into min(num_groups, o // min_group_size) groups (defaults 32
-and 4); `group_size` fixes the number of filters per group instead. A layer whose filters do not
-split evenly is refused by name, as their code refuses it.
+and 4) and stops where that count does not divide o; here the largest count below it that divides o
+is taken instead, so any model trains. `group_size` fixes the number of filters per group.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ from orthoreg.regularizers.registry import Group, register_regularizer
 
 
 def group_count(o: int, num_groups: int, min_group_size: int, group_size: int | None) -> int:
-    """How many groups GOR splits o filters into: o / group_size when given, else the authors'
-    min(num_groups, o // min_group_size), at least one group."""
+    """How many groups GOR splits o filters into: o / group_size when given (it must divide o), else
+    the authors' min(num_groups, o // min_group_size), or the largest count below it that divides o
+    where theirs does not (their code stops there: 240 filters in 32 groups, say)."""
     if group_size is not None:
-        count = o // group_size if o % group_size == 0 else 0
-    else:
-        count = min(num_groups, max(1, o // min_group_size))
-    if count < 1 or o % count:
-        size = f"group_size={group_size}" if group_size is not None else f"{count} groups"
-        raise ValueError(
-            f"gor cannot split {o} filters evenly ({size}); choose a group_size that divides {o}"
-        )
+        if o % group_size:
+            raise ValueError(
+                f"gor cannot split {o} filters into groups of group_size={group_size}; choose one that divides {o}"
+            )
+        return o // group_size
+    count = min(num_groups, max(1, o // min_group_size))
+    while o % count:
+        count -= 1
     return count
 
 

@@ -14,9 +14,9 @@ decay towards 1. Transposed convolutions are not regularised.
 from __future__ import annotations
 
 import fnmatch
-import inspect
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,38 +72,62 @@ def candidate(module: nn.Module, include_linear: bool) -> bool:
     return include_linear and isinstance(module, nn.Linear)
 
 
-def regularized_layers(
-    model: nn.Module,
-    *,
-    include_linear: bool = False,
-    skip_stem: bool = False,
-    skip_classifier: bool = False,
-    select: Selector | None = None,
-    exclude: Selector | None = None,
-) -> list[Layer]:
-    """The layers a penalty sees, in module order: every Conv1d/2d/3d (depthwise ones excepted) and,
-    with `include_linear`, every Linear; narrowed to those `select` picks (when given), without those
-    `exclude` picks; `skip_stem` drops the first convolution, `skip_classifier` the last Linear."""
-    layers = []
-    for name, module in model.named_modules():
-        if not candidate(module, include_linear) or getattr(module, "weight", None) is None:
-            continue
-        if (select is not None and not matches(select, name, module)) or matches(exclude, name, module):
-            continue
-        if isinstance(module, nn.Linear):
-            layers.append(Layer(name, module, (), 1))
-        else:
-            layers.append(Layer(name, module, tuple(int(s) for s in module.stride), int(module.groups)))
-    convolutions = [index for index, layer in enumerate(layers) if isinstance(layer.module, CONVOLUTIONS)]
-    linears = [index for index, layer in enumerate(layers) if isinstance(layer.module, nn.Linear)]
-    dropped = {convolutions[0]} if skip_stem and convolutions else set()
-    dropped |= {linears[-1]} if skip_classifier and linears else set()
-    return [layer for index, layer in enumerate(layers) if index not in dropped]
+@dataclass(frozen=True)
+class LayerSelection:
+    """Which layers a penalty, a constraint or a measure sees, declared once: every Conv1d/2d/3d
+    (depthwise ones excepted) and, with `include_linear`, every Linear; narrowed to those `select`
+    picks (when given), without those `exclude` picks; `skip_stem` drops the first convolution,
+    `skip_classifier` the last Linear. The public functions take these as keywords (`SELECTION`)."""
+
+    include_linear: bool = False
+    skip_stem: bool = False
+    skip_classifier: bool = False
+    select: Selector | None = None
+    exclude: Selector | None = None
+
+    def layers(self, model: nn.Module) -> list[Layer]:
+        """The chosen layers of `model`, in module order."""
+        layers = []
+        for name, module in model.named_modules():
+            if not candidate(module, self.include_linear) or getattr(module, "weight", None) is None:
+                continue
+            if (self.select is not None and not matches(self.select, name, module)) or matches(
+                self.exclude, name, module
+            ):
+                continue
+            if isinstance(module, nn.Linear):
+                layers.append(Layer(name, module, (), 1))
+            else:
+                layers.append(Layer(name, module, tuple(int(s) for s in module.stride), int(module.groups)))
+        convolutions = [index for index, layer in enumerate(layers) if isinstance(layer.module, CONVOLUTIONS)]
+        linears = [index for index, layer in enumerate(layers) if isinstance(layer.module, nn.Linear)]
+        dropped = {convolutions[0]} if self.skip_stem and convolutions else set()
+        dropped |= {linears[-1]} if self.skip_classifier and linears else set()
+        return [layer for index, layer in enumerate(layers) if index not in dropped]
+
+    @property
+    def key(self) -> tuple:
+        """A hashable form (selectors given as lists become tuples), for caches."""
+        return tuple(_hashable(getattr(self, name)) for name in SELECTION)
 
 
-# the keyword arguments that choose layers, shared by model_penalty, OrthogonalityRegularizer and
-# layer_metrics: those of regularized_layers after the model
-SELECTION = tuple(inspect.signature(regularized_layers).parameters)[1:]
+# the keywords that choose layers, shared by model_penalty, OrthogonalityRegularizer and layer_metrics
+SELECTION = tuple(item.name for item in fields(LayerSelection))
+
+
+def _hashable(value: object) -> object:
+    return tuple(_hashable(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def split_selection(settings: Mapping[str, Any]) -> tuple[LayerSelection, dict[str, Any]]:
+    """Keywords as the public functions take them -> (the layer selection, the other keywords)."""
+    chosen = {key: value for key, value in settings.items() if key in SELECTION}
+    return LayerSelection(**chosen), {key: value for key, value in settings.items() if key not in SELECTION}
+
+
+def regularized_layers(model: nn.Module, **selection: Any) -> list[Layer]:
+    """The layers a penalty sees, in module order, chosen by `LayerSelection`'s keywords."""
+    return LayerSelection(**selection).layers(model)
 
 
 def kernel_blocks(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:

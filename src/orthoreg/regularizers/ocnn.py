@@ -3,14 +3,18 @@
 
 That padding puts the zero-shift product of every filter pair at the centre of the output for any
 stride (the released code's padding=1 for every stride misses it at stride 2). Layers of one shape
-and stride run as one grouped convolution.
+and stride run as one grouped convolution. `ocnn_reference` is the same penalty on the layers the
+released code regularises: each residual block's first convolution and the 1x1 shortcuts (not the
+stem, the second convolutions or the classifier), so its runs compare with the published numbers.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from orthoreg.regularizers.layers import LayerSelection
 from orthoreg.regularizers.registry import Group, register_regularizer
 
 
@@ -52,3 +56,21 @@ def ocnn(group: Group, stride: int | tuple[int, int] | None) -> torch.Tensor:
     centre = torch.arange(o, device=output.device)
     target[:, centre, centre, ph // sh, pw // sw] = 1.0
     return (output - target).square().sum(dim=(1, 2, 3, 4))
+
+
+def block_entry_or_shortcut(name: str, module: nn.Module) -> bool:
+    """A residual block's first convolution (`<block>.conv1`, not a top-level stem named conv1) or a
+    1x1 shortcut (downsample) convolution."""
+    entry = "." in name and name.rsplit(".", 1)[1] == "conv1"
+    shortcut = isinstance(module, nn.Conv2d) and all(size == 1 for size in module.kernel_size)
+    return entry or shortcut
+
+
+register_regularizer(
+    "ocnn_reference",
+    "ocnn on each block's first conv and the 1x1 shortcuts only, as the released OCNN code",
+    needs_kernel=True,
+    check=check_options,
+    layers=LayerSelection(select=block_entry_or_shortcut),
+    stride=None,
+)(ocnn)

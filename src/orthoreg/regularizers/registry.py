@@ -4,11 +4,14 @@ line in orthoreg/regularizers/__init__.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from orthoreg.registry import Registry
+from orthoreg.regularizers.layers import Layer, LayerSelection
 
 
 @dataclass
@@ -33,14 +36,36 @@ OptionCheck = Callable[[dict[str, Any]], None]
 Constrain = Callable[..., None]
 
 
+# layers, forward, inputs, options -> {layer name: settings}
+Measure = Callable[..., dict[str, dict[str, Any]]]
+# layers, options, calibrated settings -> what run.json and `orthoreg inspect` show of each layer
+Describe = Callable[
+    [Sequence[Layer], dict[str, Any], Mapping[str, Mapping[str, Any]]], "dict[str, Any] | None"
+]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a penalty fixes per-layer settings from data, once, before training: `needed(options)`
+    says whether these options need it (dn_relaxed under the `rank` rule); `measure(layers, forward,
+    inputs, options)` returns each layer's settings. Those the penalty takes as options (its `k`) are
+    passed to it layer by layer; the others (the measured rank) are only recorded."""
+
+    needed: Callable[[dict[str, Any]], bool]
+    measure: Measure
+
+
 @dataclass(frozen=True)
 class RegularizerSpec:
     """A registered penalty: `function(group, **options) -> Tensor[g]`, the options it accepts with
     their defaults, the function that checks their values, whether it reads `group.kernels` (the 4-D
     weights and stride, not just the flattened filters), whether it keeps `group.state` between
     calls, how a grouped layer's block values combine into the layer's ("sum" for Frobenius-type
-    penalties, "max" for maximum-type ones such as coherence and spectral norm), and, for a hard
-    constraint, `constrain(layer, **options)`, which parametrises the layer once (its penalty is 0)."""
+    penalties, "max" for maximum-type ones such as coherence and spectral norm), and what is
+    particular to it: `constrain(layer, **options)` for a hard constraint, which parametrises each
+    layer once (its penalty is 0); `calibration` for settings measured on data; `describe` for the
+    per-layer settings a run records; `layers`, the layers it regularises when the caller chooses
+    none (a reference preset's, such as the released OCNN code's)."""
 
     name: str
     description: str
@@ -51,9 +76,16 @@ class RegularizerSpec:
     check: OptionCheck | None = None
     combine: str = "sum"
     constrain: Constrain | None = None
+    calibration: Calibration | None = None
+    describe: Describe | None = None
+    layers: LayerSelection | None = None
+
+    def selection(self, chosen: LayerSelection) -> LayerSelection:
+        """The caller's choice of layers, or this penalty's own where the caller left the default."""
+        return self.layers if self.layers is not None and chosen == LayerSelection() else chosen
 
 
-_REGISTRY: dict[str, RegularizerSpec] = {}
+REGULARIZERS: Registry[RegularizerSpec] = Registry("regulariser")
 
 
 def register_regularizer(
@@ -65,22 +97,35 @@ def register_regularizer(
     check: OptionCheck | None = None,
     combine: str = "sum",
     constrain: Constrain | None = None,
+    calibration: Calibration | None = None,
+    describe: Describe | None = None,
+    layers: LayerSelection | None = None,
     **defaults: Any,
 ) -> Callable[[PenaltyFunction], PenaltyFunction]:
     """Register `function(group, **options) -> Tensor[g]`; `defaults` names every option it accepts
     and `check(options)` raises ValueError, naming the option and its value, for values it refuses.
     `needs_kernel`: it reads `group.kernels`/`group.stride`; `stateful`: it keeps `group.state`
     (otherwise `group.state` is always None); `combine`: "sum" or "max" over a grouped layer's blocks;
-    `constrain(layer, **options)`: a hard constraint, applied to each layer by OrthogonalityRegularizer."""
+    `constrain`, `calibration`, `describe`, `layers`: see `RegularizerSpec`."""
     if combine not in ("sum", "max"):
         raise ValueError(f"combine must be 'sum' or 'max', got {combine!r}")
 
     def decorate(function: PenaltyFunction) -> PenaltyFunction:
-        if name in _REGISTRY and _REGISTRY[name].function is not function:
-            raise ValueError(f"regulariser {name!r} is already registered")
-        _REGISTRY[name] = RegularizerSpec(
-            name, description, function, dict(defaults), needs_kernel, stateful, check, combine, constrain
+        spec = RegularizerSpec(
+            name,
+            description,
+            function,
+            dict(defaults),
+            needs_kernel,
+            stateful,
+            check,
+            combine,
+            constrain,
+            calibration,
+            describe,
+            layers,
         )
+        REGULARIZERS.register(name, spec, description)
         return function
 
     return decorate
@@ -88,29 +133,23 @@ def register_regularizer(
 
 def available_regularizers() -> dict[str, str]:
     """Every registered name with its one-line description."""
-    return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
+    return REGULARIZERS.describe()
+
+
+def regularizer_spec(name: str) -> RegularizerSpec:
+    """Everything registered about `name`; an unknown name is refused with the available ones."""
+    return REGULARIZERS.get(name)
 
 
 def regularizer_options(name: str) -> dict[str, Any]:
     """The options a regulariser accepts, with their defaults."""
-    return dict(get_spec(name).defaults)
+    return dict(regularizer_spec(name).defaults)
 
 
-def regularizer_spec(name: str) -> RegularizerSpec:
-    """Everything registered about `name`: description, options, needs_kernel, stateful."""
-    return get_spec(name)
-
-
-def get_spec(name: str) -> RegularizerSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown regulariser {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with `options`, refusing options the regulariser does not take and values
     outside their range, with the value named."""
-    spec = get_spec(name)
+    spec = regularizer_spec(name)
     unknown = sorted(set(options) - set(spec.defaults))
     if unknown:
         accepted = ", ".join(sorted(spec.defaults)) or "none"

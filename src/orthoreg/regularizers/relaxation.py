@@ -14,13 +14,15 @@ takes its smallest group rank.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orthoreg.registry import Registry
 from orthoreg.regularizers.gram import pair_count
 from orthoreg.regularizers.layers import Layer, filter_blocks
 
@@ -36,11 +38,12 @@ class RelaxationRule:
     needs_data: bool
 
 
-RULES: dict[str, RelaxationRule] = {}
+RELAXATION_RULES: Registry[RelaxationRule] = Registry("relaxation rule")
 
 
 def register_relaxation(name: str, description: str, *, needs_data: bool) -> None:
-    RULES[name] = RelaxationRule(name, description, needs_data)
+    """A rule for dn_relaxed's r; one that `needs_data` is calibrated on the layer inputs."""
+    RELAXATION_RULES.register(name, RelaxationRule(name, description, needs_data), description)
 
 
 register_relaxation("rho", "r = n when o > n, else ceil(rho * o): from the layer's shape", needs_data=False)
@@ -142,3 +145,43 @@ def measure_ranks(
             hook.remove()
     generator = torch.Generator().manual_seed(PATCH_SEED)
     return {layer.name: layer_rank(layer, captured[layer.name].float(), generator) for layer in layers}
+
+
+def needs_data(options: Mapping[str, Any]) -> bool:
+    """Whether dn_relaxed's options name a rule measured on data (and no fixed k)."""
+    return options["k"] is None and RELAXATION_RULES.get(options["relaxation"]).needs_data
+
+
+def calibrate_relaxation(
+    layers: Sequence[Layer], forward: Callable[[torch.Tensor], object], inputs: torch.Tensor, options: Any
+) -> dict[str, dict[str, int]]:
+    """dn_relaxed's calibration: each layer's rank* on `inputs` and its k = P(o) - P(rank*)."""
+    ranks = measure_ranks(forward, inputs, layers)
+    settings = {}
+    for layer in layers:
+        o, n = filter_blocks(layer.weight, layer.groups).shape[1:]
+        settings[layer.name] = {"rank": ranks[layer.name], "k": rank_k(o, n, ranks[layer.name])}
+    return settings
+
+
+def describe_relaxation(
+    layers: Sequence[Layer], options: Mapping[str, Any], calibrated: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The rule and each layer's o, n, groups, rank* (None under `rho`), k and pair count, as run.json
+    (its `relaxation`) and `orthoreg inspect` show them."""
+    described = {}
+    for layer in layers:
+        o, n = filter_blocks(layer.weight, layer.groups).shape[1:]
+        measured = calibrated.get(layer.name, {})
+        k = measured.get("k", options["k"])
+        if k is None and not RELAXATION_RULES.get(options["relaxation"]).needs_data:
+            k = relaxation_k(o, n, options["rho"])
+        described[layer.name] = {
+            "o": o,
+            "n": n,
+            "groups": layer.groups,
+            "rank": measured.get("rank"),
+            "k": k,
+            "pairs": pair_count(o),
+        }
+    return {"rule": options["relaxation"], "rho": options["rho"], "layers": described}

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orthoreg.registry import Registry
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -56,7 +58,7 @@ class Attack:
     reference: Callable[[Any], list[AttackSpec]]
 
 
-_ATTACKS: dict[str, Attack] = {}
+ATTACKS: Registry[Attack] = Registry("attack")
 
 
 def register_attack(
@@ -67,7 +69,7 @@ def register_attack(
     reference: Callable[[Any], list[AttackSpec]] = lambda settings: [],
 ) -> Callable[[Craft], Craft]:
     def decorate(craft: Craft) -> Craft:
-        _ATTACKS[name] = Attack(name, craft, label, sweep, reference)
+        ATTACKS.register(name, Attack(name, craft, label, sweep, reference))
         return craft
 
     return decorate
@@ -75,13 +77,11 @@ def register_attack(
 
 def available_attacks() -> list[str]:
     """Registered attack names, in registration order (the order of tables and figures)."""
-    return list(_ATTACKS)
+    return [attack.name for attack in ATTACKS.in_order()]
 
 
 def get_attack(name: str) -> Attack:
-    if name not in _ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; valid: {', '.join(_ATTACKS)}")
-    return _ATTACKS[name]
+    return ATTACKS.get(name)
 
 
 def check_eps(eps: float) -> None:
