@@ -198,9 +198,9 @@ def test_each_process_claims_its_own_gpu_until_none_is_left(tmp_path):
 
 
 def test_two_processes_resolving_cuda_get_distinct_gpus_when_several_are_shared(tmp_path):
-    """With several visible GPUs and no CUDA_VISIBLE_DEVICES each process claims its own; otherwise
-    both use the one device (how many run at once is Snakemake's --resources gpu=N)."""
-    shared = torch.cuda.device_count() > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ
+    """With several visible GPUs (CUDA_VISIBLE_DEVICES set or not) each process claims its own;
+    with one, both use it (how many run at once is Snakemake's --resources gpu=N)."""
+    shared = torch.cuda.device_count() > 1
     holders = [child(RESOLVE, tmp_path) for _ in range(2)]
     try:
         devices = [first_line(holder) for holder in holders]

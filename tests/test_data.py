@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from orthoreg import data
+from orthoreg import data, debian
 from orthoreg.cli import main as orthoreg_main
 from orthoreg.data import cifar, fashion_mnist
 
@@ -166,13 +166,16 @@ def test_upstream_mirror_and_md5s_are_torchvisions():
 
 @pytest.fixture
 def bare_machine(tmp_path, monkeypatch):
-    """No ORTHOREG_FASHION_MNIST_DIR, no Debian copy, apt-get refused, a mirror serving nothing; the
-    tiny dataset's files wait in tmp_path/files for a test to offer them through one of the routes."""
+    """No ORTHOREG_FASHION_MNIST_DIR, no Debian copy, a user who is not root and has not set
+    ORTHOREG_ALLOW_SUDO (so apt-get may not run), a mirror serving nothing; the tiny dataset's files
+    wait in tmp_path/files for a test to offer them through one of the routes."""
     files = tmp_path / "files"
     monkeypatch.setattr(fashion_mnist, "FILES", write_fashion_mnist(files, np.random.default_rng(7)))
     monkeypatch.delenv(fashion_mnist.VARIABLE, raising=False)
+    monkeypatch.delenv(fashion_mnist.SUDO_VARIABLE, raising=False)
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian" / "fashion-mnist")
-    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: None)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
     (tmp_path / "mirror").mkdir()
     monkeypatch.setattr(fashion_mnist, "MIRROR", (tmp_path / "mirror").as_uri() + "/")
     return files
@@ -182,20 +185,69 @@ def prepared_images(root: Path) -> torch.Tensor:
     return data.load_split("fashion_mnist", root, "test")[0]
 
 
-def test_nothing_found_names_every_remedy_and_leaves_nothing_behind(tmp_path, bare_machine):
+def test_nothing_found_names_every_remedy_and_leaves_nothing_behind(tmp_path, bare_machine, capfd):
     with pytest.raises(RuntimeError) as raised:
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
     message = str(raised.value)
-    assert "ORTHOREG_FASHION_MNIST_DIR is not set" in message
-    assert "apt-get: not root and no password-less sudo" in message
-    assert "download: could not download" in message
+    tried = [line.strip() for line in message.splitlines() if line.startswith("  - ")][:4]
+    assert tried[0] == "- ORTHOREG_FASHION_MNIST_DIR is not set"
+    assert tried[2].startswith("- download: could not download")
+    assert tried[3] == "- apt-get: not root, and sudo is used only when ORTHOREG_ALLOW_SUDO=1"
     for remedy in (
         "sudo apt-get install dataset-fashion-mnist",
+        "export ORTHOREG_ALLOW_SUDO=1",
         "export ORTHOREG_FASHION_MNIST_DIR=/path/to/that/folder",
         f"curl -O {fashion_mnist.MIRROR}train-images-idx3-ubyte.gz",
     ):
         assert remedy in message
     assert list((tmp_path / "data" / "fashion_mnist").iterdir()) == []
+    # each step said on screen, in the order taken
+    said = capfd.readouterr().err.splitlines()
+    steps = [line.removeprefix("orthoreg: Fashion-MNIST: ") for line in said if "Fashion-MNIST: " in line]
+    for step, start in zip(
+        steps,
+        [
+            "no copy",
+            "downloading the upstream files",
+            "the download failed",
+            "not installing Debian's package",
+        ],
+        strict=True,
+    ):
+        assert step.startswith(start), steps
+    assert steps[3].endswith("not root, and sudo is used only when ORTHOREG_ALLOW_SUDO=1")
+
+
+def test_password_less_sudo_is_not_used_without_the_opt_in(tmp_path, bare_machine, monkeypatch):
+    """A GPU VM whose user has password-less sudo: nothing runs through sudo unless ORTHOREG_ALLOW_SUDO=1."""
+    calls = []
+
+    def run(command, **_):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(debian.subprocess, "run", run)
+    with pytest.raises(
+        RuntimeError, match="apt-get: not root, and sudo is used only when ORTHOREG_ALLOW_SUDO=1"
+    ):
+        data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    assert calls == []
+
+
+def test_the_download_comes_before_any_system_change(tmp_path, bare_machine, monkeypatch):
+    """Where the download works, apt-get is never considered, even when it would be allowed."""
+    mirror = Path(fashion_mnist.MIRROR.removeprefix("file://"))
+    for path in bare_machine.iterdir():
+        shutil.copy(path, mirror / path.name)
+    md5 = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in bare_machine.iterdir()}
+    monkeypatch.setattr(fashion_mnist, "UPSTREAM_MD5", md5)
+
+    def forbidden():
+        raise AssertionError("apt-get must not be considered when the download works")
+
+    monkeypatch.setattr(debian, "apt_access", forbidden)
+    data.prepare_dataset("fashion_mnist", tmp_path / "data")
+    assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
 
 
 def test_download_is_verified_kept_and_reused(tmp_path, bare_machine, monkeypatch):
@@ -248,10 +300,12 @@ def test_apt_installs_debians_package_when_allowed_and_says_so(
     (tools / "apt-get").write_text(script)
     (tools / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     data.prepare_dataset("fashion_mnist", tmp_path / "data")
-    assert (
-        "installing Debian's package: apt-get install -y -q dataset-fashion-mnist" in capfd.readouterr().err
+    said = capfd.readouterr().err
+    # the download was tried (and failed: the mirror serves nothing) before the system was changed
+    assert said.index("Fashion-MNIST: the download failed") < said.index(
+        "Fashion-MNIST: installing Debian's package dataset-fashion-mnist as root: apt-get install -y -q dataset-fashion-mnist"
     )
     expected = ["install -y -q dataset-fashion-mnist"]
     if stale_lists:
@@ -275,7 +329,7 @@ def test_an_installed_package_whose_folder_was_removed_is_reinstalled(tmp_path, 
     (tools / "apt-get").write_text(script)
     (tools / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     data.prepare_dataset("fashion_mnist", tmp_path / "data")
     assert calls.read_text().splitlines() == [
         "install -y -q dataset-fashion-mnist",
@@ -290,7 +344,7 @@ def test_apt_that_restores_nothing_is_named_in_the_error(tmp_path, bare_machine,
     (tools / "apt-get").write_text("#!/bin/sh\nexit 0\n")
     (tools / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(fashion_mnist, "apt_prefix", lambda: [])
+    monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     with pytest.raises(RuntimeError) as raised:
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
     message = str(raised.value)
@@ -301,11 +355,12 @@ def test_apt_that_restores_nothing_is_named_in_the_error(tmp_path, bare_machine,
     assert "sudo apt-get install --reinstall dataset-fashion-mnist" in message
 
 
-def test_an_existing_copy_wins_and_apt_is_not_touched(tmp_path, bare_machine, monkeypatch):
-    def forbidden():
-        raise AssertionError("apt-get must not run when a copy exists")
+def test_an_existing_copy_wins_and_nothing_is_fetched(tmp_path, bare_machine, monkeypatch):
+    def forbidden(*_):
+        raise AssertionError("nothing may be fetched when a copy exists")
 
-    monkeypatch.setattr(fashion_mnist, "apt_prefix", forbidden)
+    monkeypatch.setattr(debian, "apt_access", forbidden)
+    monkeypatch.setattr(fashion_mnist, "download_upstream", forbidden)
     shutil.copytree(bare_machine, fashion_mnist.DEBIAN_DIR)
     data.prepare_dataset("fashion_mnist", tmp_path / "debian-data")
     monkeypatch.setenv(fashion_mnist.VARIABLE, str(bare_machine))
@@ -380,8 +435,8 @@ def test_a_damaged_source_gz_is_one_line_naming_it_and_its_remedy(
 
 
 def test_a_flipped_bit_in_the_real_files_is_one_line_and_no_traceback(tmp_path, monkeypatch):
-    """On the real files, found or fetched as `orthoreg prepare-data` does (on a bare machine this
-    installs Debian's package), so the test runs wherever the suite does."""
+    """On the real files, found or fetched as `orthoreg prepare-data` does (on a bare machine without
+    internet, as CI's root, this installs Debian's package), so the test runs wherever the suite does."""
     monkeypatch.delenv(fashion_mnist.VARIABLE, raising=False)
     real = fashion_mnist.locate_files(tmp_path / "fetched")
     known = fashion_mnist.DEBIAN_MD5 if real == fashion_mnist.DEBIAN_DIR else fashion_mnist.UPSTREAM_MD5
@@ -408,20 +463,34 @@ def test_a_flipped_bit_in_the_real_files_is_one_line_and_no_traceback(tmp_path, 
     assert list((tmp_path / "data" / "fashion_mnist").iterdir()) == []
 
 
-def test_apt_prefix_reflects_who_may_install(monkeypatch):
-    monkeypatch.setattr(fashion_mnist.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(fashion_mnist.os, "geteuid", lambda: 0)
-    assert fashion_mnist.apt_prefix() == []
-    monkeypatch.setattr(fashion_mnist.os, "geteuid", lambda: 1000)
-    for status, expected in ((0, ["sudo", "-n"]), (1, None)):
-        monkeypatch.setattr(
-            fashion_mnist.subprocess,
-            "run",
-            lambda command, status=status, **_: subprocess.CompletedProcess(command, status),
-        )
-        assert fashion_mnist.apt_prefix() == expected
-    monkeypatch.setattr(fashion_mnist.shutil, "which", lambda name: None)
-    assert fashion_mnist.apt_prefix() is None
+def test_apt_access_is_root_or_sudo_by_opt_in_only(monkeypatch):
+    monkeypatch.setattr(debian.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.delenv(debian.SUDO_VARIABLE, raising=False)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 0)
+    assert debian.apt_access() == ([], "as root")
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
+    probes = []
+
+    def sudo(status):
+        def run(command, **_):
+            probes.append(command)
+            return subprocess.CompletedProcess(command, status)
+
+        return run
+
+    monkeypatch.setattr(debian.subprocess, "run", sudo(0))
+    assert debian.apt_access() == (None, "not root, and sudo is used only when ORTHOREG_ALLOW_SUDO=1")
+    assert probes == []  # without the opt-in, sudo is not even asked
+    for value in ("0", "yes"):
+        monkeypatch.setenv(debian.SUDO_VARIABLE, value)
+        assert debian.apt_access()[0] is None
+    monkeypatch.setenv(debian.SUDO_VARIABLE, "1")
+    assert debian.apt_access() == (["sudo", "-n"], "with sudo (ORTHOREG_ALLOW_SUDO=1)")
+    assert probes == [["sudo", "-n", "true"]]
+    monkeypatch.setattr(debian.subprocess, "run", sudo(1))
+    assert debian.apt_access() == (None, "ORTHOREG_ALLOW_SUDO=1 but sudo asks for a password")
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    assert debian.apt_access() == (None, "there is no apt-get on this machine")
 
 
 # ---------------------------------------------------------------- CIFAR

@@ -1,9 +1,9 @@
 """Repository hygiene: the conda environment and pyproject list the same dependencies, the citation file
 is valid CFF, and the licence is present."""
 
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -42,11 +42,17 @@ def pyproject_requirements(extra: str) -> set[str]:
     return found | {normalised(r) for r in project["dependencies"]}
 
 
-def environment_requirements() -> set[str]:
-    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+def pip_section(path: Path) -> list[str]:
+    """The one `pip:` list of a conda environment file."""
+    environment = yaml.safe_load(path.read_text())
     pip_sections = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert len(pip_sections) == 1, "environment.yml should have exactly one pip: section"
-    return {normalised(r) for r in pip_sections[0] if r.strip() != "-e ."}
+    assert len(pip_sections) == 1, f"{path.name} should have exactly one pip: section"
+    return pip_sections[0]
+
+
+def environment_requirements(path: Path = ROOT / "environment.yml") -> set[str]:
+    """The requirements of a conda environment file's pip list, less its editable install of a folder."""
+    return {normalised(r) for r in pip_section(path) if not r.startswith("-e ")}
 
 
 def test_normalised_spelling_ignores_case_and_specifier_order():
@@ -67,6 +73,28 @@ def test_environment_yml_installs_this_checkout():
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert "-e ." in pip_section
+
+
+WORKFLOW_ENVIRONMENT = ROOT / "workflow" / "envs" / "orthoreg.yaml"
+
+
+def test_the_rules_environment_lists_exactly_the_train_and_report_dependencies_of_pyproject():
+    """`snakemake --sdm conda` deploys for every rule what the orthoreg commands need, pinned alike."""
+    from_pyproject = pyproject_requirements("train") | pyproject_requirements("report")
+    from_environment = environment_requirements(WORKFLOW_ENVIRONMENT)
+    assert from_pyproject == from_environment, (
+        f"only in pyproject.toml: {sorted(from_pyproject - from_environment)}; "
+        f"only in {WORKFLOW_ENVIRONMENT.name}: {sorted(from_environment - from_pyproject)}"
+    )
+
+
+def test_the_rules_environment_installs_the_workflows_own_checkout():
+    """Its one local requirement is the folder that holds the Snakefile, the package of this version
+    (conda's pip runs beside the environment file, so the path is relative to it)."""
+    (local,) = [r for r in pip_section(WORKFLOW_ENVIRONMENT) if r.startswith("-e ")]
+    folder = (WORKFLOW_ENVIRONMENT.parent / local.removeprefix("-e ").strip()).resolve()
+    assert folder == ROOT and (folder / "Snakefile").is_file()
+    assert tomllib.loads((folder / "pyproject.toml").read_text())["project"]["name"] == PROJECT
 
 
 def test_citation_cff_is_valid_and_cites_the_paper():

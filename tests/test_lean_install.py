@@ -18,12 +18,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

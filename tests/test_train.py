@@ -152,6 +152,14 @@ def history_without_time(run_dir: Path) -> list[dict[str, str]]:
         ]
 
 
+def curve_without_time(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "curve.csv", newline="") as stream:
+        return [
+            {k: v for k, v in row.items() if k not in ("seconds", "cpu_seconds")}
+            for row in csv.DictReader(stream)
+        ]
+
+
 def cli(out: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
     command = [
         sys.executable,
@@ -412,6 +420,7 @@ def test_sigkill_after_an_epoch_then_rerun_ends_identical(tmp_path, reference, d
     assert "resuming" in stderr
     assert_same_weights(reference, out)
     assert history_without_time(reference) == history_without_time(out)
+    assert curve_without_time(reference) == curve_without_time(out)
     assert (
         json.loads((out / "run.json").read_text())["test_accuracy"]
         == json.loads((reference / "run.json").read_text())["test_accuracy"]
@@ -445,6 +454,7 @@ def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_identical(tmp_path,
     record = train(small_config(), out, data_dir, verbose=False)
     assert_same_weights(reference, out)
     assert history_without_time(reference) == history_without_time(out)
+    assert curve_without_time(reference) == curve_without_time(out)
     assert record["test_accuracy"] == json.loads((reference / "run.json").read_text())["test_accuracy"]
 
 
@@ -510,7 +520,10 @@ def test_rank_relaxation_records_each_layers_k_and_resumes_exactly(tmp_path, dat
     with pytest.raises(TrainingInterrupted):
         train(rank, tmp_path / "resumed", data_dir, verbose=False)
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["regularizer"]["layer_k"] == {name: layer["k"] for name, layer in layers.items()}
+    calibrated = checkpoint["regularizer"]["calibrated"]
+    assert {name: settings["k"] for name, settings in calibrated.items()} == {
+        name: layer["k"] for name, layer in layers.items()
+    }
     monkeypatch.undo()
     monkeypatch.setattr(
         OrthogonalityRegularizer, "calibrate", lambda *args, **kwargs: pytest.fail("calibrated again")
@@ -601,7 +614,31 @@ def test_progress_draws_a_bar_only_on_a_terminal(tty):
         "test_accuracy": 0.5,
         "seconds": 1.25,
     }
-    progress.epoch_line(row)
+    progress.epoch_line([row])
     lines = stream.getvalue()
     assert ("[" + "#" * 30 + "] 4/4 loss 2.0000" in lines) == tty
-    assert lines.endswith("epoch 1/2 loss 2.0000 reg 0.5 acc 0.2500 test 0.5000 1.2s\n")
+    assert lines.endswith("epoch 1/2 loss 2.0000 reg 0.5 acc 0.2500 test 0.5000 1.2s, ETA 1s of 2s\n")
+
+
+def test_a_short_run_records_its_curve_inside_epochs_without_changing_training(tmp_path, reference, data_dir):
+    """SMALL: 4 epochs of 8 steps, so the default 8 curve points take 2 per epoch: after step 4 of
+    each epoch and at its end. The extra test passes change no weight, and a resumed run writes the
+    same curve."""
+    assert train_module.curve_steps(8, 4, 8) == {3, 11, 19, 27}
+    assert (
+        train_module.curve_steps(8, 1, 10) == {0, 1, 2, 4, 5, 6, 7}
+        and train_module.curve_steps(0, 1, 10) == set()
+    )
+    assert train_module.curve_steps(8, 8, 10) == set()
+    with open(reference / "curve.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [float(row["epoch"]) for row in rows] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    history = {row["epoch"]: row for row in history_without_time(reference)}
+    for row in rows[1::2]:  # the epoch ends are history.csv's passes
+        epoch = str(int(float(row["epoch"])))
+        assert row["test_accuracy"] == history[epoch]["test_accuracy"]
+    plain = tmp_path / "plain"
+    train(small_config(curve_points=0), plain, data_dir, verbose=False)
+    assert not (plain / "curve.csv").exists()
+    assert_same_weights(reference, plain)
+    assert history_without_time(reference) == history_without_time(plain)

@@ -29,6 +29,7 @@ from orthoreg.models import available_models, model_options
 from orthoreg.precision import AMP_MODES
 from orthoreg.regularizers import SCHEDULES, available_regularizers, regularizer_options
 from orthoreg.regularizers.registry import resolve_options
+from orthoreg.tensorboard_log import tensorboard_available
 
 SECTIONS = ("run", "regularization", "recipe", "runtime")
 # settings an ablation may vary: numbers, except `relaxation` (a rule name); `epochs`, a recipe
@@ -37,7 +38,7 @@ ABLATION_PARAMS = ("gamma", "rho", "lambda", "relaxation", "epochs")
 RECIPE_ABLATIONS = ("epochs",)
 LR_SCHEDULES = ("step", "cosine")
 # Fields that change how fast a run goes, not what it computes; a resume may change them.
-RUNTIME_ONLY = ("device", "threads", "compile", "nan_check_every")
+RUNTIME_ONLY = ("device", "threads", "compile", "nan_check_every", "tensorboard", "curve_points")
 
 
 # ---------------------------------------------------------------- checks: None when fine, else why not
@@ -191,6 +192,19 @@ class TrainConfig:
     threads: int | None = knob(None, "CPU threads (torch.set_num_threads)", "runtime", check=positive_int)
     nan_check_every: int = knob(
         50, "steps between finiteness checks on CUDA (every step on CPU)", "runtime", check=positive_int
+    )
+    curve_points: int = knob(
+        8,
+        "points of the training curve (curve.csv) for a run of fewer epochs: it also tests at evenly "
+        "spaced steps inside its epochs (0: once per epoch only)",
+        "runtime",
+        check=non_negative_int,
+    )
+    tensorboard: bool = knob(
+        False,
+        "write the training curves under <out>/tensorboard/ for `tensorboard --logdir` (orthoreg[tensorboard])",
+        "runtime",
+        check=tensorboard_available,
     )
 
     def __post_init__(self) -> None:

@@ -51,6 +51,7 @@ from orthoreg.provenance import cpu_description, device_label, git_commit, git_d
 from orthoreg.regularizers import OrthogonalityRegularizer, constrained_parameters, plain_state_dict
 from orthoreg.regularizers.registry import resolve_options
 from orthoreg.runs import build_classifier
+from orthoreg.tensorboard_log import log_epoch
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -91,6 +92,21 @@ def parameter_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
     held = {id(parameter) for parameter in constrained}
     free = [parameter for parameter in model.parameters() if id(parameter) not in held]
     return [{"params": free}, {"params": constrained, "weight_decay": 0.0}]
+
+
+def curve_steps(points: int, epochs: int, steps_per_epoch: int) -> set[int]:
+    """The steps after which a run shorter than `points` epochs also tests: ceil(points / epochs)
+    points per epoch at evenly spaced steps, its last at the epoch's end (history.csv's own pass)."""
+    if points == 0 or epochs >= points:
+        return set()
+    per_epoch = math.ceil(points / epochs)
+    inside = {j * steps_per_epoch // per_epoch - 1 for j in range(1, per_epoch)}
+    return {
+        epoch * steps_per_epoch + step
+        for epoch in range(epochs)
+        for step in inside
+        if 0 <= step < steps_per_epoch - 1
+    }
 
 
 def make_train_step(
@@ -225,6 +241,7 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * config.epochs
+        self.curve_steps = curve_steps(config.curve_points, config.epochs, self.steps_per_epoch)
         self.check_every = config.nan_check_every if self.device.type == "cuda" else 1
         self.progress_view = Progress(config.epochs, verbose)
         self.position = Position(epoch_generator=self.generator.get_state(), started=now())
@@ -300,10 +317,41 @@ class Trainer:
                 self.watch.check()
             totals.add(loss, ce, reg, correct, y.shape[0])
             self.progress_view.update(epoch, batch + 1, self.steps_per_epoch, totals.sums[0], totals.count)
+            if step in self.curve_steps:
+                started = self.curve_point(epoch, batch + 1, started)
             if flag.received is not None:
                 self.interrupt(epoch, batch + 1, started, flag.received)
         self.watch.check()
         self.end_epoch(epoch, started)
+
+    def measured_row(self, epoch: float, progress: float) -> dict[str, Any]:
+        """A history or curve row but for its times: the schedule at `progress`, the epoch's training
+        means so far, and a test pass with the model's near-orthogonality summary."""
+        self.model.eval()
+        test_loss, test_accuracy = test_pass(self.forward, self.test_loader)
+        summary = summarize(layer_metrics(self.model[1], include_linear=self.config.include_linear))
+        return {
+            "epoch": epoch,
+            "lr": learning_rate(self.config, progress),
+            "lambda": float(self.regularizer.lambda_at(progress)),
+            **self.position.totals.means(),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "orth_residual": float(summary["mean_holistic_residual"]),
+            "orth_coherence": float(summary["max_max_cos"]),
+        }
+
+    def curve_point(self, epoch: int, batches: int, started: tuple[float, float]) -> tuple[float, float]:
+        """A point of the training curve inside an epoch (curve.csv); its test pass is left out of
+        the epoch's time, so the returned start is moved on by what it took."""
+        paused = (time.monotonic(), time.process_time())
+        progress = (epoch * self.steps_per_epoch + batches) / self.total_steps
+        row = self.measured_row(epoch + batches / self.steps_per_epoch, progress)
+        row["seconds"] = self.position.totals.seconds + paused[0] - started[0]
+        row["cpu_seconds"] = self.position.totals.cpu_seconds + paused[1] - started[1]
+        self.position.curve.append(row)
+        self.model.train()
+        return started[0] + time.monotonic() - paused[0], started[1] + time.process_time() - paused[1]
 
     def interrupt(self, epoch: int, batch: int, started: tuple[float, float], signum: int) -> None:
         seconds = time.monotonic() - started[0]
@@ -315,24 +363,16 @@ class Trainer:
         raise TrainingInterrupted(signum, self.checkpoint_path, epoch, batch)
 
     def end_epoch(self, epoch: int, started: tuple[float, float]) -> None:
-        """Test, record the epoch's history row, and checkpoint at the start of the next epoch."""
-        self.model.eval()
-        test_loss, test_accuracy = test_pass(self.forward, self.test_loader)
-        summary = summarize(layer_metrics(self.model[1], include_linear=self.config.include_linear))
+        """Test, record the epoch's history row (and curve row), and checkpoint at the start of the
+        next epoch."""
         epoch_progress = epoch * self.steps_per_epoch / self.total_steps
+        row = self.measured_row(epoch + 1, epoch_progress)
         seconds = time.monotonic() - started[0]
-        row = {
-            "epoch": epoch + 1,
-            "lr": learning_rate(self.config, epoch_progress),
-            "lambda": float(self.regularizer.lambda_at(epoch_progress)),
-            **self.position.totals.means(),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "orth_residual": float(summary["mean_holistic_residual"]),
-            "orth_coherence": float(summary["max_max_cos"]),
-            "seconds": self.position.totals.seconds + seconds,
-            "cpu_seconds": self.position.totals.cpu_seconds + time.process_time() - started[1],
-        }
+        row["seconds"] = self.position.totals.seconds + seconds
+        row["cpu_seconds"] = self.position.totals.cpu_seconds + time.process_time() - started[1]
+        end = (epoch + 1) * self.steps_per_epoch / self.total_steps
+        at_end = {"lr": learning_rate(self.config, end), "lambda": float(self.regularizer.lambda_at(end))}
+        self.position.curve.append({**row, **at_end, "epoch": float(epoch + 1)})
         position = self.position
         position.history.append(row)
         position.elapsed += seconds
@@ -341,7 +381,10 @@ class Trainer:
         position.totals = EpochTotals()
         self.save_checkpoint()
         save_csv(position.history, HISTORY_COLUMNS, self.out / "history.csv")
-        self.progress_view.epoch_line(row)
+        save_csv(position.curve, HISTORY_COLUMNS, self.out / "curve.csv")
+        if self.config.tensorboard:
+            log_epoch(self.out, row)
+        self.progress_view.epoch_line(position.history)
 
     def fast_path(self) -> dict[str, str]:
         """The dtype and memory format the forward pass actually ran in."""
@@ -350,7 +393,7 @@ class Trainer:
         return {"forward_dtype": dtype, "penalty_dtype": "fp32", "memory_format": layout}
 
     def finish(self) -> dict[str, Any]:
-        """Write model.pt, history.csv and, last (it marks the run finished), run.json, whose
+        """Write model.pt, history.csv, curve.csv and, last (it marks the run finished), run.json, whose
         reg_options are the ones in effect (the regulariser's defaults overlaid with the given ones)."""
         config, info, history = self.config, self.info, self.position.history
         record = {
@@ -361,7 +404,7 @@ class Trainer:
             "lambda": config.lam,
             "schedule": config.schedule,
             "reg_options": resolve_options(config.regularizer, dict(config.reg_options)),
-            "relaxation": self.regularizer.relaxation(),
+            "relaxation": self.regularizer.layer_settings(),
             "model_options": model_options(config.model, config.model_options),
             "ablation": config.ablation,
             "recipe": recipe_digest(config),
@@ -391,6 +434,7 @@ class Trainer:
         weights = {key: value.cpu() for key, value in plain_state_dict(self.model).items()}
         record["model_sha256"] = save_torch(weights, self.out / "model.pt")
         save_csv(history, HISTORY_COLUMNS, self.out / "history.csv")
+        save_csv(self.position.curve, HISTORY_COLUMNS, self.out / "curve.csv")
         save_json(record, self.out / "run.json")
         return record
 

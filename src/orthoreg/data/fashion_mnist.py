@@ -1,11 +1,13 @@
 """Fashion-MNIST from its original IDX files, which the demo must find or fetch on a bare machine.
 
-The files are looked for, then fetched, in this order, the first that works winning:
+The files are looked for, then fetched, in this order, the first that works winning, each step
+announced on stderr:
 1. an existing copy: the folder named by $ORTHOREG_FASHION_MNIST_DIR, Debian's
    /usr/share/datasets/fashion-mnist, or an earlier download under data/fashion_mnist/download/;
-2. Debian's package `dataset-fashion-mnist`, installed with apt-get when this user is root or has
-   password-less sudo (announced on stderr first), or reinstalled when its folder was removed;
-3. the upstream files torchvision downloads, MD5-checked.
+2. the upstream files torchvision downloads, MD5-checked;
+3. Debian's package `dataset-fashion-mnist`, installed (or reinstalled when its folder was removed)
+   with apt-get as root, or through password-less sudo only when $ORTHOREG_ALLOW_SUDO is 1: nothing
+   changes the system unless the user runs as root or asked for it.
 When all fail, one error names every remedy with its command. Whatever the source, the content of
 each decompressed file is checked against the official SHA-256 before it is parsed (Debian recompresses
 the .gz files, so their bytes differ from upstream's while the content is the same). A corrupt,
@@ -18,8 +20,6 @@ import gzip
 import hashlib
 import math
 import os
-import shutil
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from orthoreg.data.download import fetch_verified, prepare_command
 from orthoreg.data.registry import DatasetInfo, Split, register_dataset
+from orthoreg.debian import SUDO_VARIABLE, install_package
 
 VARIABLE = "ORTHOREG_FASHION_MNIST_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -87,50 +88,16 @@ def holds_files(folder: Path) -> bool:
     return all((folder / f"{stem}.gz").is_file() or (folder / stem).is_file() for stem in FILES)
 
 
-def apt_prefix() -> list[str] | None:
-    """How this user may run apt-get without a password: [] as root, ["sudo", "-n"] with password-less
-    sudo, None when neither (or when there is no apt-get)."""
-    if shutil.which("apt-get") is None:
-        return None
-    if os.geteuid() == 0:
-        return []
-    if shutil.which("sudo") is None:
-        return None
-    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False)
-    return ["sudo", "-n"] if probe.returncode == 0 else None
+def announce(step: str) -> None:
+    print(f"orthoreg: Fashion-MNIST: {step}", file=sys.stderr, flush=True)
 
 
 def install_debian_package() -> str | None:
-    """Install Debian's package with apt-get (refreshing the package lists once if the first attempt
-    fails, and reinstalling it when it is installed but its folder was deleted or moved, where a plain
-    install does nothing); None when the files are there afterwards, else why not."""
-    prefix = apt_prefix()
-    if prefix is None:
-        return "not root and no password-less sudo (or no apt-get)"
-    install = [*prefix, "apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]
-    print(
-        f"orthoreg: Fashion-MNIST is not on this machine; installing Debian's package: {' '.join(install)}",
-        file=sys.stderr,
-        flush=True,
+    """Install Debian's package where allowed (`orthoreg.debian`); None when its files are there
+    afterwards, else why not."""
+    return install_package(
+        DEBIAN_PACKAGE, lambda: holds_files(DEBIAN_DIR), f"{DEBIAN_DIR} still lacks the files", announce
     )
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-
-    def run(command: list[str]) -> int:
-        return subprocess.run(command, stdout=sys.stderr, env=environment, check=False).returncode
-
-    last = install
-    status = run(install)
-    if status != 0:  # package lists too old to know the package: refresh them once
-        run([*prefix, "apt-get", "update", "-q"])
-        status = run(install)
-    if status == 0 and not holds_files(DEBIAN_DIR):
-        last = [*prefix, "apt-get", "install", "--reinstall", "-y", "-q", DEBIAN_PACKAGE]
-        status = run(last)
-    if status != 0:
-        return f"`{' '.join(last)}` failed (exit status {status})"
-    if not holds_files(DEBIAN_DIR):
-        return f"`{' '.join(last)}` succeeded but {DEBIAN_DIR} still lacks the files"
-    return None
 
 
 def download_upstream(folder: Path) -> Path:
@@ -148,6 +115,8 @@ def remedies(directory: Path) -> str:
         "Any one of these fixes it, then rerun the same command:\n"
         f"  - install Debian's package:    sudo apt-get install {DEBIAN_PACKAGE}\n"
         f"    (installed, but its folder was removed: sudo apt-get install --reinstall {DEBIAN_PACKAGE})\n"
+        f"    or let orthoreg run that through password-less sudo:\n"
+        f"        export {SUDO_VARIABLE}=1\n"
         f"  - use a copy of the files ({names}) in a folder of your own:\n"
         f"        export {VARIABLE}=/path/to/that/folder\n"
         f"  - download them where there is internet and copy them to {directory / DOWNLOAD_FOLDER}:\n"
@@ -166,17 +135,20 @@ def locate_files(directory: Path) -> Path:
     for folder in (DEBIAN_DIR, downloaded):
         if holds_files(folder):
             return folder
+    announce(f"no copy ({VARIABLE} is not set; none in {DEBIAN_DIR} or {downloaded})")
     tried = [f"{VARIABLE} is not set", f"{DEBIAN_DIR} does not hold the files"]
+    try:
+        announce(f"downloading the upstream files from {MIRROR} into {downloaded}, MD5-checked")
+        return download_upstream(downloaded)
+    except (RuntimeError, ValueError) as error:
+        announce(f"the download failed: {error}")
+        tried.append(f"download: {error}")
+        if downloaded.is_dir() and not any(downloaded.iterdir()):
+            downloaded.rmdir()
     reason = install_debian_package()
     if reason is None:
         return DEBIAN_DIR
     tried.append(f"apt-get: {reason}")
-    try:
-        return download_upstream(downloaded)
-    except (RuntimeError, ValueError) as error:
-        tried.append(f"download: {error}")
-        if downloaded.is_dir() and not any(downloaded.iterdir()):
-            downloaded.rmdir()
     raise RuntimeError(
         "Fashion-MNIST was not found and could not be fetched. Tried:\n"
         + "".join(f"  - {line}\n" for line in tried)
