@@ -1,7 +1,10 @@
 # orthoreg: regenerate every table and figure of the paper.
 #   snakemake --cores all --resources gpu=4                      the paper grid (config/config.yaml)
 #   snakemake --cores all --configfile config/demo.yaml          the CPU demo on real Fashion-MNIST
-# Logic lives in the `orthoreg` package; these rules only call its CLI.
+#   snakemake --profile profiles/kubernetes --workflow-profile none   pods and a bucket (README)
+# Logic lives in the `orthoreg` package; these rules only call its CLI, each job reading only its
+# inputs and writing only its outputs, so no job needs a shared file system.
+
 
 # the paper grid is the default; --configfile FILE is merged over it (config/README.md)
 configfile: f"{workflow.basedir}/config/config.yaml"

@@ -11,18 +11,17 @@ rule expected_runs:
     params:
         runs=list(RUNS.values()),
     run:
-        grid.write_expected(params.runs, RESULTS, output[0])
+        grid.write_expected(params.runs, parent(output[0], 2), output[0])
 
 
 rule report:
     """Aggregate every run into tables (CSV, Markdown, LaTeX) and figures (PDF, PNG)."""
     input:
         expected=f"{RESULTS}/grids/{NAME}.json",
-        main=run_files(MAIN_RUNS, MAIN_OUTPUTS),
-        ablations=run_files([path for paths in ABLATION_RUNS.values() for path in paths], ABLATION_OUTPUTS),
+        runs=REPORT_INPUTS,
     output:
         tables=report(
-            directory(f"{RESULTS}/tables/{NAME}"),
+            directory(f"{config['tables_dir']}/{NAME}"),
             patterns=["{table}.html"],
             caption="../report/tables.rst",
             category="Tables",
@@ -33,16 +32,18 @@ rule report:
             caption="../report/figures.rst",
             category="Figures",
         ),
-    params:
-        results=RESULTS,
-        table_captions=table_captions(),
-        figure_captions=figure_captions(),
     log:
         f"logs/report/{NAME}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/{NAME}.tsv"
+    conda:
+        "../envs/orthoreg.yaml"
+    params:
+        runs=lambda wildcards, input: parent(input.expected, 2),
+        table_captions=table_captions(),
+        figure_captions=figure_captions(),
     shell:
-        "orthoreg report --runs {params.results} --tables {output.tables}"
+        "orthoreg report --runs {params.runs} --tables {output.tables}"
         " --figures {output.figures} --expected {input.expected} > {log} 2>&1"
 
 
@@ -53,4 +54,4 @@ for param, paths in ABLATION_RUNS.items():
         name:
             f"ablation_{param}"
         input:
-            run_files(paths, ABLATION_OUTPUTS),
+            run_files(paths, ["run.json", "eval.json"]),
