@@ -153,6 +153,10 @@ def run_record(config: TrainConfig, accuracy: float, done: int, seconds: float, 
     }
 
 
+# (wall, CPU) seconds the provenance of every fake eval.json and robustness.json records
+STAGE_SECONDS = {"evaluate": (2.0, 1.5), "robustness": (4.0, 3.0)}
+
+
 def write_evaluation(run_dir: Path, regularizer: str, seed: int, accuracy: float) -> None:
     """eval.json, layers.csv and spectra.csv as evaluate writes them, with known measures."""
     max_cos, condition = ORTHOGONALITY.get(regularizer, (0.5, 2.0))
@@ -170,7 +174,9 @@ def write_evaluation(run_dir: Path, regularizer: str, seed: int, accuracy: float
         "mean_abs_channel_cosine": 0.2,
         "forward_dtype": "fp32",
     }
-    save_json({**prediction, "orthogonality": summarize(layers)}, run_dir / "eval.json")
+    provenance = dict(zip(("wall_seconds", "cpu_seconds"), STAGE_SECONDS["evaluate"], strict=True))
+    record = {**prediction, "orthogonality": summarize(layers), "provenance": provenance}
+    save_json(record, run_dir / "eval.json")
 
 
 def attack_record(attack: str, steps: int, step_size: float, eps: float, accuracy: float) -> dict:
@@ -205,6 +211,7 @@ def write_robustness(run_dir: Path, accuracy: float) -> None:
         "forward_dtype": "fp32",
         "corruptions": generated + official,
         "adversarial": adversarial,
+        "provenance": dict(zip(("wall_seconds", "cpu_seconds"), STAGE_SECONDS["robustness"], strict=True)),
     }
     save_json(record, run_dir / "robustness.json")
 

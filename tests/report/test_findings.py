@@ -57,6 +57,14 @@ def test_cost_relative_to_none_is_the_cost_table(report):
     assert expected == "| dn_strict | 1.83× | 2.00× |" and expected in block_lines(report)
 
 
+def test_what_the_runs_cost_is_the_budget_table(report):
+    budget = read_table(report, "budget").set_index("stage")
+    lines = block_lines(report)
+    total = budget.loc["all stages"]
+    expected = f"| all stages | {int(total.records)} | {total.cpu_hours:.4g} | {total.wall_hours:.4g} |"
+    assert expected in lines and lines[-1] == expected
+
+
 def test_a_readme_quoting_the_block_exactly_passes_and_any_change_fails(report):
     section = (report["tables"] / "findings.md").read_text()
     readme = f"# Study\n\nWords of the author.\n\n{section}\nMore words.\n"
@@ -76,7 +84,7 @@ def test_findings_without_claims_or_cost_say_so(tmp_path):
     make_run(tmp_path / "r", "cifar10", "resnet20", "dn_strict", 0, 0.7, evaluate=False)
     build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f")
     tables = read_tables(tmp_path / "t")
-    assert set(tables) == {"main_accuracy", "cost"}
+    assert set(tables) == {"main_accuracy", "cost", "budget"}
     text = findings_markdown({"main_accuracy": tables["main_accuracy"]})
     assert "No claim could be tested on these runs" in text and "No run recorded its time" in text
     assert "| dn_strict | 70.00 (n=1) |" in text

@@ -67,7 +67,7 @@ def test_every_figure_and_table_gets_its_own_caption_in_the_snakemake_report():
 def test_report_outputs_are_registries_of_the_project_type():
     assert isinstance(TABLES, Registry) and isinstance(FIGURES, Registry)
     assert TABLES in Registry.all() and FIGURES in Registry.all()
-    with pytest.raises(ValueError, match="unknown report table 'nope'; available: ablation, claims"):
+    with pytest.raises(ValueError, match="unknown report table 'nope'; available: ablation, budget, claims"):
         TABLES.get("nope")
     with pytest.raises(ValueError, match="report table 'main_accuracy' is already registered"):
         register_table("main_accuracy", "another", caption="x", skip="y")(lambda data: None)

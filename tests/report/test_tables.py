@@ -6,7 +6,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from fake_runs import ACCURACY, make_run, read_table, row
+from fake_runs import ACCURACY, STAGE_SECONDS, make_run, read_table, row
 
 from orthoreg.report import build_report
 
@@ -162,6 +162,7 @@ def test_every_table_in_three_formats_and_indexed(report):
         "robustness_corruptions",
         "robustness_adversarial",
         "cost",
+        "budget",
         "ablation",
         "claims",
     }
@@ -190,6 +191,27 @@ def test_cost_on_the_cpu_compares_process_time(tmp_path):
     assert "side by side" in (tmp_path / "t" / "cost.md").read_text()
 
 
+def test_budget_sums_each_stage_from_the_records(tmp_path):
+    make_run(tmp_path / "r", "cifar10", "resnet20", "none", 0, 0.9, seconds=30.0, cpu_seconds=10.0)
+    make_run(tmp_path / "r", "cifar10", "resnet20", "fro", 0, 0.9, seconds=60.0, cpu_seconds=20.0)
+    make_run(tmp_path / "r", "cifar10", "resnet20", "fro", 1, 0.9, seconds=60.0, robustness=False)
+    make_run(tmp_path / "r", "cifar10", "resnet20", "srip", 0, 0.9, epochs=2, evaluate=False)
+    build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f")
+    table = pd.read_csv(tmp_path / "t" / "budget.csv").set_index("stage")
+    # training: 3 epochs of (30, 10), (60, 20), (60, 60) and 2 of (10, 10) seconds (wall, CPU)
+    assert table.loc["train", "records"] == 4
+    assert table.loc["train", "wall_hours"] == pytest.approx((3 * 150 + 20) / 3600)
+    assert table.loc["train", "cpu_hours"] == pytest.approx((3 * 90 + 20) / 3600)
+    (eval_wall, eval_cpu), (robust_wall, robust_cpu) = STAGE_SECONDS.values()
+    assert table.loc["evaluate", "records"] == 3 and table.loc["robustness", "records"] == 2
+    assert table.loc["evaluate", "cpu_hours"] == pytest.approx(3 * eval_cpu / 3600)
+    assert table.loc["robustness", "wall_hours"] == pytest.approx(2 * robust_wall / 3600)
+    total = table.loc["all stages"]
+    assert total["records"] == 9
+    assert total["cpu_hours"] == pytest.approx((3 * 90 + 20 + 3 * eval_cpu + 2 * robust_cpu) / 3600)
+    assert total["wall_hours"] == pytest.approx(table.drop(index="all stages")["wall_hours"].sum())
+
+
 def test_ablation_curves_include_the_main_grid_value(tmp_path):
     for seed in range(3):
         make_run(tmp_path / "r", "cifar10", "resnet20", "dn_relaxed", seed, 0.91, reg_options={"rho": 0.5})
@@ -215,7 +237,7 @@ def test_ablation_curves_include_the_main_grid_value(tmp_path):
 def test_tiny_grid_without_none_or_eval_still_reports(tmp_path):
     make_run(tmp_path / "r", "cifar10", "resnet20", "dn_strict", 0, 0.7, evaluate=False)
     summary = build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f")
-    assert {"main_accuracy", "cost", "published_vs_reproduced"} == set(summary["tables"])
+    assert {"main_accuracy", "cost", "budget", "published_vs_reproduced"} == set(summary["tables"])
     skipped = {item["name"] for item in summary["skipped"]}
     assert {"depth_trend", "significance", "orthogonality_best", "cost"} <= skipped
     assert not (tmp_path / "f" / "depth_trend.pdf").exists()

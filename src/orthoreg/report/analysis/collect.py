@@ -28,6 +28,8 @@ CORRUPTION_REQUIRED = ("source", "corruption", "severity", "accuracy")
 ADVERSARIAL_REQUIRED = ("attack", "steps", "eps", "accuracy")
 CORRUPTION_SOURCES = ("official", "generated")
 FRAMES = ("history", "curve", "orthogonality", "layers", "spectra", "corruptions", "adversarial")
+# the stages after training and the record whose provenance times each
+STAGE_RECORDS = {"evaluate": "eval.json", "robustness": "robustness.json"}
 # eval.json's feature measures, read beside its `orthogonality` summary
 FEATURE_MEASURES = ("effective_rank", "mean_abs_channel_cosine")
 
@@ -247,6 +249,26 @@ def _read_results(run_dir: Path, identity: dict, parts: dict[str, list]) -> dict
     return found
 
 
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def stage_seconds(run_dir: Path, record: dict) -> dict[str, float | None]:
+    """Wall and CPU seconds each stage of a run took, from its records' provenance (None where a
+    stage did not run or its record predates provenance): what the budget of a grid is summed from."""
+    cpu_per_epoch, epochs = _seconds(record.get("cpu_seconds_per_epoch")), record.get("epochs_completed")
+    times = {
+        "train_wall_seconds": _seconds(record.get("wall_seconds")),
+        "train_cpu_seconds": None if cpu_per_epoch is None or not epochs else cpu_per_epoch * epochs,
+    }
+    for stage, name in STAGE_RECORDS.items():
+        provenance = _read_json(run_dir / name).get("provenance") if (run_dir / name).exists() else None
+        provenance = provenance if isinstance(provenance, dict) else {}
+        times[f"{stage}_wall_seconds"] = _seconds(provenance.get("wall_seconds"))
+        times[f"{stage}_cpu_seconds"] = _seconds(provenance.get("cpu_seconds"))
+    return times
+
+
 def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list]) -> dict[str, Any]:
     """Read the optional files of one finished run into `parts`; return its row of the runs frame."""
     history = _read_history(run_dir / "history.csv")
@@ -274,6 +296,7 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         "epochs_completed": record.get("epochs_completed"),
         "device": str(record.get("device", "unknown")),
         **run_settings(record),
+        **stage_seconds(run_dir, record),
         "has_eval": bool(evaluation),
         "has_robustness": (run_dir / "robustness.json").exists(),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from orthoreg.report.analysis import accuracy
+from orthoreg.report.analysis.budget import budget_summary
 from orthoreg.report.analysis.collect import RunData
 from orthoreg.report.analysis.order import REFERENCE
 from orthoreg.report.analysis.summary import ENOUGH
@@ -132,6 +133,30 @@ def cost(data: RunData) -> TableBody | None:
             "wall s / epoch": summary["wall_seconds_per_epoch"].map(lambda s: f"{s:.3g}"),
             "machine load": summary["max_load"].map(lambda load: "-" if pd.isna(load) else f"{load:.1f}"),
             "device": summary["device"],
+        }
+    )
+    return TableBody(summary, display)
+
+
+@register_table(
+    "budget",
+    "What the runs cost: per stage, the records that timed it and their summed CPU and wall hours.",
+    caption="Per stage, the runs whose record times it (run.json for training, the provenance of "
+    "eval.json and robustness.json) and the sum of their CPU and wall hours, ablations included. Each "
+    "job's wall time is its own: jobs that ran side by side overlap, so the machine's elapsed time is "
+    "the wall sum over the number of jobs run at once; CPU time does not depend on it.",
+    skip="no record times its stage",
+)
+def budget(data: RunData) -> TableBody | None:
+    summary = budget_summary(data)
+    if summary.empty:
+        return None
+    display = pd.DataFrame(
+        {
+            "stage": summary["stage"],
+            "records": summary["records"].astype(str),
+            "CPU hours": summary["cpu_hours"].map(lambda hours: "-" if pd.isna(hours) else f"{hours:.3g}"),
+            "wall hours": summary["wall_hours"].map(lambda hours: f"{hours:.3g}"),
         }
     )
     return TableBody(summary, display)
