@@ -24,6 +24,7 @@ parts live in benchmarks/gpucheck/ (one module each, under parts/).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -65,6 +66,14 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"${FASHION_MNIST_VARIABLE}, else {DEBIAN_DIR})",
     )
     parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=None,
+        metavar="CONFIG",
+        help="pipeline config files the projection prices, each merged over the one before (default: "
+        "config/config.yaml, the paper grid; e.g. config/config.yaml config/study.yaml config/study_cifar.yaml)",
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=None,
@@ -93,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
-        context = Context(args, device, QUICK if args.quick else FULL, Path(work), child_env)
+        plan = QUICK if args.quick else FULL
+        if args.grid:
+            plan = dataclasses.replace(plan, grid=tuple(args.grid))
+        context = Context(args, device, plan, Path(work), child_env)
         if context.plan.threads is not None:
             torch.set_num_threads(context.plan.threads)
         prepare_dataset("synthetic", context.data)

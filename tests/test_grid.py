@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+import orthoreg
 from orthoreg import grid
 from orthoreg.config import recipe_digest
 
@@ -198,7 +199,7 @@ def _ablation(param, regularizers, values):
         ),
         pytest.param(
             _ablation("relaxation", ["dn_relaxed"], ["rank", "bogus"]),
-            "config ablations.relaxation.values[1] for dn_relaxed: unknown relaxation 'bogus'; valid: rho, rank",
+            "config ablations.relaxation.values[1] for dn_relaxed: unknown relaxation rule 'bogus'; available: rank, rho",
             id="ablation-relaxation-unknown",
         ),
         pytest.param(
@@ -281,3 +282,72 @@ def test_an_ablation_cell_that_is_a_main_run_is_not_trained_twice():
     assert grid.planned(reused, config).path in main
     elsewhere = {**config, "models": ["resnet20"]}
     assert len(grid.ablation_runs(elsewhere, "gamma")) == 2 * 5 * 3
+
+
+def test_reference_presets_reproduce_the_public_code_settings():
+    """bansal_wrn: WRN-28-10 with dropout 0.3, SRIP squared on every weight (the classifier too),
+    lambda 0.01 with the step decay, the WRN recipe; ocnn_reference: the released OCNN layer choice."""
+    bansal = merged("config.yaml", "bansal_wrn.yaml")
+    runs = {
+        run.regularizer: run for run in grid.main_runs(bansal) if run.dataset == "cifar10" and run.seed == 0
+    }
+    srip = grid.train_config(runs["srip"], bansal)
+    assert (srip.model, srip.model_options, srip.epochs, srip.batch_size) == (
+        "wrn28_10",
+        {"dropout": 0.3},
+        200,
+        128,
+    )
+    assert (srip.lam, srip.schedule, srip.include_linear, srip.reg_options) == (
+        0.01,
+        "step",
+        True,
+        {"squared": True},
+    )
+    assert (srip.lr, srip.lr_milestones, srip.lr_decay, srip.nesterov, srip.weight_decay) == (
+        0.1,
+        (0.3, 0.6, 0.8),
+        0.2,
+        True,
+        5e-4,
+    )
+    assert grid.train_config(runs["none"], bansal).model_options == {"dropout": 0.3}
+    assert len(grid.all_runs(bansal)) == 2 * 2 * 3  # no ablations
+    ocnn = merged("config.yaml", "ocnn_reference.yaml")
+    assert {run.regularizer for run in grid.main_runs(ocnn)} == {"none", "ocnn", "ocnn_reference"}
+    assert grid.train_config(grid.main_runs(ocnn)[-1], ocnn).lam == 0.1
+
+
+def test_the_study_covers_every_method_at_three_depths_with_six_seeds():
+    """Issue: every registered method (those left out say why in the config), >= 3 depths, >= 6
+    seeds, all of Fashion-MNIST; the learning curve's 1-epoch point is the main run, not retrained."""
+    study = merged("config.yaml", "study.yaml")
+    text = (ROOT / "config" / "study.yaml").read_text()
+    left_out = set(orthoreg.available_regularizers()) - set(study["regularizers"])
+    assert left_out == {"so", "ocnn_reference"} and all(f"`{name}`" in text for name in left_out)
+    assert len(study["models"]) >= 3 and len(study["seeds"]) >= 6
+    assert study["train"]["limit_train"] is None and study["evaluate"]["limit_test"] is None
+    runs = grid.all_runs(study)
+    assert len(runs) == 12 * 3 * 6 + 2  # the learning curve adds 2 and 4 epochs
+    curve = grid.ablation_runs(study, "epochs")
+    assert sorted(run.ablation[1] for run in curve) == [2.0, 4.0]
+    cifar = merged("config.yaml", "study.yaml", "study_cifar.yaml")
+    cifar_runs = grid.main_runs(cifar)
+    assert {run.dataset for run in cifar_runs} == {"cifar10", "cifar100"} and len(cifar_runs) == 2 * 216
+    assert grid.train_config(cifar_runs[0], cifar).device == "auto"
+
+
+def test_the_readme_states_the_paper_grids_bound_from_its_time_limits():
+    """Each training job is killed at its time limit, so the limits bound the grid's training cost."""
+    paper = load("config.yaml")
+    assert grid.run_resource(paper, "runtime", "wrn28_10", 1) == 240
+    assert grid.run_resource(paper, "runtime", "resnet20", 1) == 60
+    assert grid.run_resource({}, "runtime", "resnet20", 7) == 7
+    bound = grid.training_hours_bound(paper)
+    assert (
+        bound
+        == sum(grid.run_resource(paper, "runtime", run.model, 60) for run in grid.all_runs(paper).values())
+        / 60
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert f"at most **{bound:,.0f} GPU-hours**" in readme

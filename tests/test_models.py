@@ -9,7 +9,6 @@ import torchvision
 from torch import nn
 
 from orthoreg.models import Normalize, available_models, build_model, register_model
-from orthoreg.models import registry as model_registry
 
 ALL_MODELS = [
     "resnet8",

@@ -639,6 +639,7 @@ def test_a_short_run_records_its_curve_inside_epochs_without_changing_training(t
         assert row["test_accuracy"] == history[epoch]["test_accuracy"]
     plain = tmp_path / "plain"
     train(small_config(curve_points=0), plain, data_dir, verbose=False)
-    assert not (plain / "curve.csv").exists()
+    with open(plain / "curve.csv", newline="") as stream:  # the epoch ends alone
+        assert [float(row["epoch"]) for row in csv.DictReader(stream)] == [1.0, 2.0, 3.0, 4.0]
     assert_same_weights(reference, plain)
     assert history_without_time(reference) == history_without_time(plain)

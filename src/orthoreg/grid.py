@@ -30,6 +30,8 @@ from orthoreg.files import save_json
 from orthoreg.models import available_models
 from orthoreg.regularizers import available_regularizers, regularizer_options
 
+# a training job's time limit where the config gives none (minutes)
+RUNTIME_MINUTES = 60
 # Top-level keys a pipeline config may hold; anything else is a typo and is refused by name.
 CONFIG_KEYS = (
     "name",
@@ -378,6 +380,23 @@ def train_arguments(run: Run, config: Mapping[str, Any], *, runtime: bool = Fals
     ]
     fields = [name for name in FIELDS if (name in RUNTIME_ONLY) == runtime]
     return to_arguments(train_config_, given=[*given, "reg_options", "threads"], fields=fields)
+
+
+def run_resource(config: Mapping[str, Any], name: str, model: str, default: int) -> int:
+    """A training job's limit `name` (`runtime` in minutes, `mem_mb`) for `model`: the config's
+    `resources.<name>` entry for the model, else its `default`, else `default`."""
+    table = (config.get("resources") or {}).get(name) or {}
+    return int(table.get(model, table.get("default", default)))
+
+
+def training_hours_bound(config: Mapping[str, Any]) -> float:
+    """The most device-hours the grid's training jobs may take on their first attempt: the sum of every
+    run's time limit (`resources.runtime`), which the scheduler enforces. A retried job gets attempt
+    x its limit; evaluation and robustness come on top."""
+    return (
+        sum(run_resource(config, "runtime", run.model, RUNTIME_MINUTES) for run in all_runs(config).values())
+        / 60
+    )
 
 
 def cli_flags(options: Mapping[str, Any]) -> list[str]:

@@ -8,18 +8,19 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def git_commit() -> str | None:
-    """HEAD of the repository this package is installed from, or None outside a git checkout."""
+def _git(*args: str) -> str | None:
+    """What a git command prints in the repository this package is installed from, or None outside a
+    git checkout (or without git)."""
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -28,25 +29,19 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository this package is installed from, or None outside a git checkout."""
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files differ from HEAD (None outside a git checkout): a dirty commit is not
     the code that ran."""
-    try:
-        result = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(result.stdout.strip()) if result.returncode == 0 else None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def cpu_description() -> dict[str, Any]:
@@ -102,4 +97,4 @@ def device_label(device: torch.device) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -196,11 +196,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.info = dataset_info(config.dataset)
-        train_images, train_labels = load_split(config.dataset, data_root, "train", limit=config.limit_train)
-        test_images, test_labels = load_split(config.dataset, data_root, "test", limit=config.limit_test)
-
-        seed_everything(config.seed)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.loader, self.test_loader = self.loaders(data_root)
+        seed_everything(config.seed)
         self.model = build_classifier(config.model, self.info, config.model_options).to(
             device=self.device, memory_format=self.memory_format
         )
@@ -219,13 +217,6 @@ class Trainer:
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
-        )
-        common = {"device": self.device, "memory_format": self.memory_format, "drop_last": False}
-        self.loader = TensorLoader(
-            train_images, train_labels, config.batch_size, shuffle=True, augment=config.augment, **common
-        )
-        self.test_loader = TensorLoader(
-            test_images, test_labels, config.eval_batch_size, shuffle=False, augment=False, **common
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.forward = torch.compile(self.model, dynamic=False) if config.compile else self.model
@@ -247,6 +238,18 @@ class Trainer:
         self.position = Position(epoch_generator=self.generator.get_state(), started=now())
         self.watch = NonFiniteWatch(
             self.device, self.steps_per_epoch, config.regularizer, self.checkpoint_path
+        )
+
+    def loaders(self, data_root: Path) -> tuple[TensorLoader, TensorLoader]:
+        """The training loader (shuffled, augmented as configured) and the per-epoch test pass's, on
+        the run's device and in its memory format."""
+        config = self.config
+        train = load_split(config.dataset, data_root, "train", limit=config.limit_train)
+        test = load_split(config.dataset, data_root, "test", limit=config.limit_test)
+        common = {"device": self.device, "memory_format": self.memory_format, "drop_last": False}
+        return (
+            TensorLoader(*train, config.batch_size, shuffle=True, augment=config.augment, **common),
+            TensorLoader(*test, config.eval_batch_size, shuffle=False, augment=False, **common),
         )
 
     def resume(self, checkpoint: Mapping[str, Any]) -> None:

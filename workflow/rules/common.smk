@@ -101,8 +101,7 @@ def report_outputs():
 
 def train_resource(name, default):
     def lookup(wildcards, attempt):
-        model = RUNS[wildcards.run].model
-        table = config.get("resources", {}).get(name, {})
-        return int(table.get(model, table.get("default", default)) * (attempt if name == "runtime" else 1))
+        limit = grid.run_resource(config, name, RUNS[wildcards.run].model, default)
+        return limit * (attempt if name == "runtime" else 1)
 
     return lookup

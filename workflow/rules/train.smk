@@ -20,7 +20,7 @@ rule train:
     threads: config["threads"]
     resources:
         gpu=1 if config["gpu_resource"] else 0,
-        runtime=train_resource("runtime", 60),
+        runtime=train_resource("runtime", grid.RUNTIME_MINUTES),
         mem_mb=train_resource("mem_mb", 4000),
     params:
         args=lambda wildcards: " ".join(grid.train_arguments(RUNS[wildcards.run], config)),

@@ -1,4 +1,4 @@
-"""The projection part: device-hours of the paper grid (`config/config.yaml`; with --quick the CI grid
+"""The projection part: device-hours of a pipeline grid (`--grid`, default the paper grid `config/config.yaml`; with --quick the CI grid
 merged over it), from the rates the earlier parts measured.
 
 Training from the measured eager step rate (the config's compile setting is off) with each

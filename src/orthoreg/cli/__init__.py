@@ -32,6 +32,7 @@ COMMANDS = {
     "robustness": "robustness",
     "report": "report",
     "inspect": "inspect",
+    "verify": "verify",
 }
 # an optional dependency -> the extra that installs it
 EXTRAS = {"numpy": "train", "PIL": "train", "pandas": "report", "matplotlib": "report", "seaborn": "report"}

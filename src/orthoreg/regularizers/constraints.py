@@ -16,7 +16,7 @@ parametrised weights back, so a saved model.pt loads into the bare network.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -61,7 +61,8 @@ def constrain_orthogonal(layer: Layer, orthogonal_map: str) -> None:
         layer.module, "weight", KernelMatrix(layer.weight.shape, layer.groups)
     )
     chosen = None if orthogonal_map == "auto" else orthogonal_map
-    parametrizations.orthogonal(layer.module.parametrizations.weight, "original", orthogonal_map=chosen)
+    weight_parametrizations = cast(nn.ModuleDict, layer.module.parametrizations)["weight"]
+    parametrizations.orthogonal(weight_parametrizations, "original", orthogonal_map=chosen)
 
 
 def constrain_spectral(layer: Layer, power_iterations: int) -> None:
