@@ -502,7 +502,7 @@ def test_attack_input_errors(trained):
         pgd(model, x, labels[:4], float("nan"), step_size=2 / 255, steps=1)
     with pytest.raises(ValueError, match="steps >= 1"):
         pgd(model, x, labels[:4], 8 / 255, step_size=2 / 255, steps=0)
-    with pytest.raises(ValueError, match="unknown attack 'cw'; valid: fgsm, pgd"):
+    with pytest.raises(ValueError, match="unknown attack 'cw'; available: fgsm, pgd"):
         AttackSpec("cw", 8 / 255, 1, 8 / 255, False)
     model.train()
     try:
