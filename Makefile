@@ -41,7 +41,7 @@ demo: $(VENV)/.installed-workflow
 	snakemake --cores all --configfile config/demo.yaml
 
 test: $(VENV)/.installed-dev lint
-	pytest -q
+	pytest -q --durations=15
 
 lint: $(VENV)/.installed-dev
 	ruff check src tests benchmarks
