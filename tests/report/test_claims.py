@@ -58,6 +58,20 @@ def test_claims_are_verdicts_computed_by_hand(tmp_path):
     assert "**supported**" in (tmp_path / "tables" / "claims.md").read_text()
 
 
+def test_a_hard_constraint_is_not_a_competitor_of_claim_one(tmp_path):
+    claims_tree(tmp_path / "results")
+    for seed in JITTER:  # orthogonal by construction: far below dn_strict on every measure
+        make_run(tmp_path / "results", "cifar10", "resnet20", "orthogonal", seed, 0.9, robustness=False)
+    build_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures")
+    table = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    max_cos = row(table, claim=claims.CLAIM_1, scope="resnet20", quantity="mean_max_cos")
+    assert max_cos["comparison"] == "fro - dn_strict (closest of 3)" and max_cos["verdict"] == "supported"
+    assert claims.hard_constraints() == {"orthogonal", "spectral"}
+    best = pd.read_csv(tmp_path / "tables" / "orthogonality_best.csv")
+    max_cos_best = best[(best["measure"] == "mean_max_cos") & (best["model"] == "resnet20") & best["best"]]
+    assert list(max_cos_best["regularizer"]) == ["orthogonal"]  # where it stands: orthogonality_best
+
+
 def test_claims_with_two_seeds_stay_inconclusive(report):
     table = read_table(report, "claims")
     resnet56 = table[(table["claim"] == claims.CLAIM_1) & (table["scope"] == "resnet56")]
