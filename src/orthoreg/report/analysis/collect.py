@@ -226,14 +226,17 @@ def _read_eval(path: Path) -> tuple[dict[str, Any], pd.DataFrame | None]:
         if isinstance(value, float) and math.isfinite(value)
     ]
     accuracy = _fraction(evaluation["test_accuracy"], f"{path} test_accuracy")
-    return {"test_accuracy": accuracy, "n_test": evaluation.get("n_test")}, pd.DataFrame(
-        rows
-    ) if rows else None
+    found = {
+        "test_accuracy": accuracy,
+        "n_test": evaluation.get("n_test"),
+        **_stage_times(evaluation, "evaluate"),
+    }
+    return found, pd.DataFrame(rows) if rows else None
 
 
 def _read_results(run_dir: Path, identity: dict, parts: dict[str, list]) -> dict[str, Any]:
     """Read eval.json, layers.csv, spectra.csv and robustness.json into `parts`; return eval.json's
-    accuracy and n_test (empty without eval.json)."""
+    accuracy and n_test, and the wall and CPU seconds each of the two records' provenance keeps."""
     found: dict[str, Any] = {}
     if (run_dir / "eval.json").exists():
         found, measures = _read_eval(run_dir / "eval.json")
@@ -245,7 +248,7 @@ def _read_results(run_dir: Path, identity: dict, parts: dict[str, list]) -> dict
     if (run_dir / "spectra.csv").exists():
         parts["spectra"].append(_tag(_read_csv(run_dir / "spectra.csv", SPECTRA_REQUIRED), identity, run_dir))
     if (run_dir / "robustness.json").exists():
-        _read_robustness(run_dir / "robustness.json", identity, parts)
+        found.update(_read_robustness(run_dir / "robustness.json", identity, parts))
     return found
 
 
@@ -253,20 +256,23 @@ def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def stage_seconds(run_dir: Path, record: dict) -> dict[str, float | None]:
-    """Wall and CPU seconds each stage of a run took, from its records' provenance (None where a
-    stage did not run or its record predates provenance): what the budget of a grid is summed from."""
+def _stage_times(record: dict, stage: str) -> dict[str, float | None]:
+    """The wall and CPU seconds a stage's record keeps in its provenance (None where it predates it)."""
+    provenance = record.get("provenance")
+    provenance = provenance if isinstance(provenance, dict) else {}
+    return {
+        f"{stage}_wall_seconds": _seconds(provenance.get("wall_seconds")),
+        f"{stage}_cpu_seconds": _seconds(provenance.get("cpu_seconds")),
+    }
+
+
+def _train_times(record: dict) -> dict[str, float | None]:
+    """Training's wall seconds and CPU seconds (per epoch times epochs), from run.json."""
     cpu_per_epoch, epochs = _seconds(record.get("cpu_seconds_per_epoch")), record.get("epochs_completed")
-    times = {
+    return {
         "train_wall_seconds": _seconds(record.get("wall_seconds")),
         "train_cpu_seconds": None if cpu_per_epoch is None or not epochs else cpu_per_epoch * epochs,
     }
-    for stage, name in STAGE_RECORDS.items():
-        provenance = _read_json(run_dir / name).get("provenance") if (run_dir / name).exists() else None
-        provenance = provenance if isinstance(provenance, dict) else {}
-        times[f"{stage}_wall_seconds"] = _seconds(provenance.get("wall_seconds"))
-        times[f"{stage}_cpu_seconds"] = _seconds(provenance.get("cpu_seconds"))
-    return times
 
 
 def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list]) -> dict[str, Any]:
@@ -277,6 +283,7 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         if frame is not None:
             parts[name].append(_tag(frame, identity, run_dir))
     evaluation = _read_results(run_dir, identity, parts)
+    evaluated = "test_accuracy" in evaluation
     accuracy = evaluation.get("test_accuracy")
     if accuracy is None:
         accuracy = _fraction(record["test_accuracy"], f"{run_dir / 'run.json'} test_accuracy")
@@ -285,7 +292,7 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         "run_dir": str(run_dir),
         "test_accuracy": accuracy,
         "test_accuracy_pct": 100.0 * accuracy,
-        "accuracy_source": "eval.json" if evaluation else "run.json",
+        "accuracy_source": "eval.json" if evaluated else "run.json",
         "n_test": evaluation.get("n_test"),
         # the per-epoch test pass (history.csv) uses the first limit_test images, None: all of them
         "history_test_images": (record.get("config") or {}).get("limit_test"),
@@ -296,8 +303,13 @@ def _read_run(run_dir: Path, identity: dict, record: dict, parts: dict[str, list
         "epochs_completed": record.get("epochs_completed"),
         "device": str(record.get("device", "unknown")),
         **run_settings(record),
-        **stage_seconds(run_dir, record),
-        "has_eval": bool(evaluation),
+        **_train_times(record),
+        **{
+            f"{stage}_{kind}_seconds": evaluation.get(f"{stage}_{kind}_seconds")
+            for stage in STAGE_RECORDS
+            for kind in ("wall", "cpu")
+        },
+        "has_eval": evaluated,
         "has_robustness": (run_dir / "robustness.json").exists(),
     }
 
@@ -312,7 +324,7 @@ def _records(robustness: dict, key: str, required: tuple[str, ...], path: Path) 
     return frame
 
 
-def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None:
+def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> dict[str, float | None]:
     robustness = _read_json(path)
     corruptions = _records(robustness, "corruptions", CORRUPTION_REQUIRED, path)
     if len(corruptions):
@@ -334,6 +346,7 @@ def _read_robustness(path: Path, identity: dict, parts: dict[str, list]) -> None
             row = {"attack": "clean", "steps": 0, "eps": 0.0, "accuracy": _fraction(clean, f"{path} clean")}
             adversarial = pd.concat([pd.DataFrame([row]), adversarial], ignore_index=True)
         parts["adversarial"].append(_tag(adversarial, identity, path.parent))
+    return _stage_times(robustness, "robustness")
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
