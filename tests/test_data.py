@@ -2,6 +2,7 @@
 checksums, the prepare/load cycle, the prepare-data command, and the augmenting loader."""
 
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import io
@@ -11,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -305,18 +308,18 @@ def test_apt_installs_debians_package_when_allowed_and_says_so(
     said = capfd.readouterr().err
     # the download was tried (and failed: the mirror serves nothing) before the system was changed
     assert said.index("Fashion-MNIST: the download failed") < said.index(
-        "Fashion-MNIST: installing Debian's package dataset-fashion-mnist as root: apt-get install -y -q dataset-fashion-mnist"
+        "Fashion-MNIST: installing Debian's package dataset-fashion-mnist as root: apt-get install -o DPkg::Lock::Timeout=600 -y -q dataset-fashion-mnist"
     )
-    expected = ["install -y -q dataset-fashion-mnist"]
+    expected = ["install -o DPkg::Lock::Timeout=600 -y -q dataset-fashion-mnist"]
     if stale_lists:
-        expected = [expected[0], "update -q", expected[0]]
+        expected = [expected[0], "update -o DPkg::Lock::Timeout=600 -q", expected[0]]
     assert calls.read_text().splitlines() == expected
     assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
 
 
 FAKE_APT_INSTALLED = """#!/bin/sh
 echo "$@" >> "{calls}"
-if [ "$2" = --reinstall ]; then mkdir -p "{debian}" && cp "{files}"/* "{debian}"; fi
+if [ "$4" = --reinstall ]; then mkdir -p "{debian}" && cp "{files}"/* "{debian}"; fi
 """
 
 
@@ -332,8 +335,8 @@ def test_an_installed_package_whose_folder_was_removed_is_reinstalled(tmp_path, 
     monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     data.prepare_dataset("fashion_mnist", tmp_path / "data")
     assert calls.read_text().splitlines() == [
-        "install -y -q dataset-fashion-mnist",
-        "install --reinstall -y -q dataset-fashion-mnist",
+        "install -o DPkg::Lock::Timeout=600 -y -q dataset-fashion-mnist",
+        "install -o DPkg::Lock::Timeout=600 --reinstall -y -q dataset-fashion-mnist",
     ]
     assert prepared_images(tmp_path / "data").shape == (5, 1, 32, 32)
 
@@ -349,7 +352,7 @@ def test_apt_that_restores_nothing_is_named_in_the_error(tmp_path, bare_machine,
         data.prepare_dataset("fashion_mnist", tmp_path / "data")
     message = str(raised.value)
     assert (
-        "apt-get: `apt-get install --reinstall -y -q dataset-fashion-mnist` succeeded but "
+        "apt-get: `apt-get install -o DPkg::Lock::Timeout=600 --reinstall -y -q dataset-fashion-mnist` succeeded but "
         f"{fashion_mnist.DEBIAN_DIR} still lacks the files"
     ) in message
     assert "sudo apt-get install --reinstall dataset-fashion-mnist" in message
@@ -491,6 +494,45 @@ def test_apt_access_is_root_or_sudo_by_opt_in_only(monkeypatch):
     assert debian.apt_access() == (None, "ORTHOREG_ALLOW_SUDO=1 but sudo asks for a password")
     monkeypatch.setattr(debian.shutil, "which", lambda name: None)
     assert debian.apt_access() == (None, "there is no apt-get on this machine")
+
+
+def newest_installed_package() -> str | None:
+    """A package this machine has installed at its newest version, so installing it changes nothing."""
+    for package in ("apt", "dpkg", "bash", "coreutils"):
+        simulated = subprocess.run(["apt-get", "-s", "install", package], capture_output=True, text=True)
+        if f"{package} is already the newest version" in simulated.stdout:
+            return package
+    return None
+
+
+@pytest.mark.skipif(
+    shutil.which("apt-get") is None or os.geteuid() != 0, reason="holds dpkg's real lock: root with apt-get"
+)
+def test_an_install_waits_for_the_lock_another_apt_holds(monkeypatch):
+    """Another apt (a second job preparing data, a test worker, an unattended upgrade) holds dpkg's
+    frontend lock for 3 s: the install waits for it and succeeds on its first call, with no retry."""
+    package = newest_installed_package()
+    if package is None:
+        pytest.skip("no installed package is at its newest version here")
+    run, calls = subprocess.run, []
+
+    def recording(command, *args, **kwargs):
+        calls.append(command)
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(debian.subprocess, "run", recording)
+    monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
+    with open("/var/lib/dpkg/lock-frontend", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        release = threading.Timer(3.0, lambda: fcntl.lockf(lock, fcntl.LOCK_UN))
+        release.start()
+        started = time.monotonic()
+        reason = debian.install_package(package, lambda: True, "nothing", lambda line: None)
+        waited = time.monotonic() - started
+        release.join()
+    assert reason is None
+    assert calls == [["apt-get", "install", *debian.WAIT_FOR_LOCK, "-y", "-q", package]]
+    assert waited >= 3.0, f"apt-get returned after {waited:.1f} s, before the lock was released"
 
 
 # ---------------------------------------------------------------- CIFAR

@@ -58,12 +58,13 @@ def test_missing_rsync_is_installed_with_apt_and_announced(
     calls = fake_apt(tmp_path, tools, installed, stale_lists=stale_lists)
     monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     require_programs("fs")
-    assert "installing Debian's package rsync as root: apt-get install -y -q rsync" in (
-        capfd.readouterr().err
+    assert (
+        "installing Debian's package rsync as root: apt-get install -o DPkg::Lock::Timeout=600 -y -q rsync"
+        in (capfd.readouterr().err)
     )
-    expected = ["install -y -q rsync"]
+    expected = ["install -o DPkg::Lock::Timeout=600 -y -q rsync"]
     if stale_lists:
-        expected = [expected[0], "update -q", expected[0]]
+        expected = [expected[0], "update -o DPkg::Lock::Timeout=600 -q", expected[0]]
     assert calls.read_text().splitlines() == expected
     assert (installed / "rsync").is_file()
 
@@ -101,7 +102,7 @@ def test_an_apt_run_that_installs_nothing_is_named_in_the_error(tmp_path, machin
     monkeypatch.setattr(debian, "apt_access", lambda: ([], "as root"))
     with pytest.raises(
         RuntimeError,
-        match="`apt-get install --reinstall -y -q rsync` succeeded but rsync is still not on PATH",
+        match="`apt-get install -o DPkg::Lock::Timeout=600 --reinstall -y -q rsync` succeeded but rsync is still not on PATH",
     ):
         require_programs("fs")
 

@@ -13,6 +13,9 @@ import sys
 from collections.abc import Callable
 
 SUDO_VARIABLE = "ORTHOREG_ALLOW_SUDO"
+# apt-get gives up at once when another apt or dpkg holds its lock (a second orthoreg job preparing
+# data, a test worker, an unattended upgrade): wait for the lock instead, up to ten minutes
+WAIT_FOR_LOCK = ("-o", "DPkg::Lock::Timeout=600")
 
 
 def apt_access() -> tuple[list[str] | None, str]:
@@ -37,13 +40,13 @@ def install_package(
 ) -> str | None:
     """Install Debian's `package` where allowed, refreshing the package lists once if the first try
     fails and reinstalling it when apt thinks it installed but `present()` is false (its files were
-    deleted or moved); None when `present()` holds afterwards, else why not (`missing` names what is
-    still missing)."""
+    deleted or moved), each call waiting for apt's lock rather than failing on it; None when
+    `present()` holds afterwards, else why not (`missing` names what is still missing)."""
     prefix, how = apt_access()
     if prefix is None:
         announce(f"not installing Debian's package {package}: {how}")
         return how
-    install = [*prefix, "apt-get", "install", "-y", "-q", package]
+    install = [*prefix, "apt-get", "install", *WAIT_FOR_LOCK, "-y", "-q", package]
     announce(f"installing Debian's package {package} {how}: {' '.join(install)}")
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -53,10 +56,10 @@ def install_package(
     last = install
     status = run(install)
     if status != 0:  # package lists too old to know the package: refresh them once
-        run([*prefix, "apt-get", "update", "-q"])
+        run([*prefix, "apt-get", "update", *WAIT_FOR_LOCK, "-q"])
         status = run(install)
     if status == 0 and not present():
-        last = [*prefix, "apt-get", "install", "--reinstall", "-y", "-q", package]
+        last = [*prefix, "apt-get", "install", *WAIT_FOR_LOCK, "--reinstall", "-y", "-q", package]
         status = run(last)
     if status != 0:
         return f"`{' '.join(last)}` failed (exit status {status})"
