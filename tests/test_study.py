@@ -5,6 +5,7 @@ findings are those tables'."""
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -106,11 +107,15 @@ def test_the_readme_findings_are_the_study_tables():
 
 
 def test_the_readme_quotes_the_learning_curve_and_the_count_of_the_committed_runs():
-    ablation = pd.read_csv(ROOT / TABLES / "ablation.csv")
-    curve = ablation[(ablation["ablation_param"] == "epochs") & (ablation["regularizer"] == "none")]
-    assert list(curve["ablation_value"]) == [1, 2, 4]
-    points = [f"{accuracy:.2f} %" for accuracy in curve["mean_accuracy_pct"]]
-    n = list(curve["n"])
+    # the learning curve's rows of ablation.md, as readers see them: `| epochs | ... | 1 | 90.15 ± 0.33 (n=6) * |`
+    rows = re.findall(
+        r"^\| epochs \| fashion_mnist \| resnet20 \| (\d+) \| ([\d.]+)[^|]*\(n=(\d+)\)",
+        (ROOT / TABLES / "ablation.md").read_text(),
+        re.MULTILINE,
+    )
+    assert [int(epochs) for epochs, _, _ in rows] == [1, 2, 4]
+    points = [f"{mean} %" for _, mean, _ in rows]
+    n = [int(count) for _, _, count in rows]
     quoted = (
         f"{points[0]} after one pass (the main grid's runs, n = {n[0]}), {points[1]} after two and "
         f"{points[2]} after four (n = {n[1]} each)"
@@ -118,5 +123,27 @@ def test_the_readme_quotes_the_learning_curve_and_the_count_of_the_committed_run
     assert n[1] == n[2]
     section = " ".join(study_section().split())
     assert quoted in section
-    planned = len(json.loads((ROOT / EXPECTED).read_text()))
-    assert f"{len(committed_runs())} of its {planned} runs" in section
+    planned, committed = len(json.loads((ROOT / EXPECTED).read_text())), len(committed_runs())
+    count = f"all {planned} of its runs" if committed == planned else f"{committed} of its {planned} runs"
+    assert count in section
+
+
+def spoken(names: list[str]) -> str:
+    """`a, b and c`, as the README lists methods."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def test_the_readme_quotes_the_significant_gains_and_the_cost_as_the_tables_give_them():
+    section = " ".join(study_section().split())
+    significance = pd.read_csv(ROOT / TABLES / "significance.csv")
+    gains = significance[significance["significant"] & (significance["mean_difference_pp"] > 0)]
+    for model, depth in (("resnet8", "ResNet-8"), ("resnet14", "ResNet-14"), ("resnet20", "ResNet-20")):
+        assert f"{spoken(list(gains[gains['model'] == model]['regularizer']))} at {depth}" in section
+    never = [
+        name
+        for name in significance["regularizer"].unique()
+        if name not in set(significance[significance["significant"]]["regularizer"])
+    ]
+    assert f"{spoken(never)} differ from `none` at no depth" in section
+    cpu_hours = pd.read_csv(ROOT / TABLES / "budget.csv").set_index("stage").loc["all stages", "cpu_hours"]
+    assert f"{cpu_hours:.2f} CPU-hours, that is {cpu_hours / 2:.1f} hours of this 2-core machine" in section
