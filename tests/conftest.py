@@ -71,7 +71,8 @@ def untrained_run() -> Callable[..., nn.Module]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with slow tests first: `make test` hands whole modules to two workers (pytest-xdist,
-    --dist loadfile), and starting the long ones early keeps one worker from finishing alone."""
+    """Modules with slow tests first: `make test` hands whole modules to one worker per core
+    (pytest-xdist, --dist loadfile), and starting the long ones early keeps one worker from finishing
+    alone."""
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_modules)
