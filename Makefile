@@ -41,7 +41,7 @@ demo: $(VENV)/.installed-workflow
 	snakemake --cores all --configfile config/demo.yaml
 
 test: $(VENV)/.installed-dev lint  # whole test modules spread over up to 4 workers (one per core)
-	pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
+	pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(VENV)/.installed-dev
 	ruff check src tests benchmarks

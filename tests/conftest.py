@@ -71,8 +71,9 @@ def untrained_run() -> Callable[..., nn.Module]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with slow tests first: `make test` hands whole modules to one worker per core
-    (pytest-xdist, --dist loadfile), and starting the long ones early keeps one worker from finishing
-    alone."""
-    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)
+    """Modules that run a demo through Snakemake first, then those with other slow tests: `make test`
+    hands whole modules, in this order, to one worker per core (pytest-xdist, --dist loadfile
+    --no-loadscope-reorder), and starting the longest early keeps one worker from finishing alone."""
+    pipeline = {item.path for item in items if item.get_closest_marker("pipeline")}
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path not in pipeline, item.path not in slow))

@@ -322,6 +322,7 @@ def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_changed_config_trains_beside_the_finished_runs_and_never_over_them(tmp_path):
     """The audit's case: after one config ran, a config with a changed training setting used to make
     Snakemake delete the finished runs, then fail on every retry. Now it trains in new folders; the

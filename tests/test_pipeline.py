@@ -213,6 +213,7 @@ def plain_demo(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_reduced_demo_runs_end_to_end_and_leaves_tables_and_figures(plain_demo):
     workdir, _ = plain_demo
     tables = workdir / "results" / "tables" / "ci"
@@ -255,6 +256,7 @@ def accuracies(run: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_reduced_demo_without_a_shared_file_system_matches_the_plain_run(plain_demo, tmp_path):
     """Every job reads only what the fs storage plugin copies from the bucket and writes only what it
     copies back: the working directory gets no data or results, and every run's weights and

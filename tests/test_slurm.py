@@ -45,6 +45,7 @@ SLURM_COMMANDS = ("scontrol", "sinfo", "sbatch", "squeue", "scancel")
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
+    pytest.mark.pipeline,
     pytest.mark.skipif(
         not EXPECTED_CLUSTER,
         reason=f"submits a demo to SLURM, so runs only when asked: start the CI cluster with "
